@@ -1,0 +1,57 @@
+"""A torch Dataset of crops: reads images, augments, and yields tensors for training and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from deeppose.data.io import read_image
+from deeppose.data.sample import PoseDataset
+from deeppose.data.transforms import Augmentation, CropParams, crop_sample, sample_params
+
+
+class CropDataset(Dataset):
+    """Crops of a PoseDataset at a fixed input size.
+
+    Each item is a dict:
+        image: (3, H, W) uint8 RGB crop (normalization to the network's mean/std happens in the model).
+        joints: (K, 2) float32 normalized crop coordinates.
+        labelled, visible: (K,) bool.
+        affine: (2, 3) float32 image pixels -> crop pixels (to map predictions back).
+        index: int, the sample's position in the PoseDataset.
+
+    Random draws depend only on (seed, epoch, index), so a run is reproducible with any number of workers;
+    call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, dataset: PoseDataset, input_size: int, augmentation: Augmentation | None = None,
+                 seed: int = 0) -> None:
+        self.dataset = dataset
+        self.input_size = input_size
+        self.augmentation = augmentation
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        sample = self.dataset.samples[index]
+        image = read_image(sample.image_path)
+        params = CropParams()
+        if self.augmentation is not None:
+            params = sample_params(np.random.default_rng([self.seed, self.epoch, index]), self.augmentation)
+        crop, joints, labelled, visible, affine = crop_sample(
+            image, sample, self.dataset.skeleton, (self.input_size, self.input_size), params)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            "joints": torch.from_numpy(joints),
+            "labelled": torch.from_numpy(labelled),
+            "visible": torch.from_numpy(visible),
+            "affine": torch.from_numpy(affine.astype(np.float32)),
+            "index": index,
+        }
