@@ -2,7 +2,7 @@
 
 Layout: `root/annotations/person_keypoints_<set>.json` with images in `root/<set>/` (split "train" means
 train2017, "val" and "test" mean val2017, any other split is used as the set name), or `root` pointing
-straight at an annotation json whose images sit in an `images/` folder beside it (or beside the json).
+straight at an annotation json (images then in that standard place, in `images/` beside it, or beside it).
 Keypoint flags: v=0 not labelled, v=1 labelled but occluded, v=2 labelled and visible.
 """
 
@@ -23,8 +23,13 @@ COCO_SETS = {"train": "train2017", "val": "val2017", "test": "val2017"}
 
 def _locate(root: Path, split: str) -> tuple[Path, Path]:
     if root.is_file():
-        images = root.parent / "images"
-        return root, images if images.is_dir() else root.parent
+        # A json inside the standard layout (annotations/person_keypoints_val2017.json -> ../val2017/),
+        # else images/ beside it, else the json's own folder.
+        set_name = root.stem.removeprefix("person_keypoints_")
+        for images in (root.parent.parent / set_name, root.parent / "images"):
+            if images.is_dir():
+                return root, images
+        return root, root.parent
     if not root.is_dir():
         raise DeepPoseError(root, "COCO folder or annotation file not found")
     name = COCO_SETS.get(split, split)

@@ -1,8 +1,8 @@
 """Procedurally drawn articulated people with the 14 LSP joints: the embedded default dataset.
 
 Each person has random limb lengths and angles, random clothing and skin colours, a frontal or back view
-(frontal faces get eyes, so left/right stays decidable), and a cluttered textured background. Limbs are
-drawn in depth order and a joint is flagged occluded when another body part covers it. Images are
+(a frontal face shows skin and eyes, a back view dark hair, so left/right stays decidable), and a cluttered
+textured background. Limbs are drawn in depth order and a joint is flagged occluded when another body part covers it. Images are
 deterministic per (seed, split, index), independent of how many are generated.
 """
 
@@ -52,12 +52,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _pose(rng: np.random.Generator, size: int) -> tuple[np.ndarray, float, bool]:
     """Random LSP-14 joints (14, 2) in pixels, the torso length and whether the person faces the camera."""
-    height = size * rng.uniform(0.55, 0.8)
+    height = size * rng.uniform(0.65, 0.9)
     torso = height * 0.3
     a = math.radians(rng.normal(0, 12))  # torso lean
     up = np.array([math.sin(a), -math.cos(a)])
     right_img = np.array([math.cos(a), math.sin(a)])  # image-right, perpendicular to the torso
-    frontal = bool(rng.random() < 0.6)
+    frontal = bool(rng.random() < 0.75)
     side = -1.0 if frontal else 1.0  # a frontal person's right side is on the image's left
     hip_c = np.array([size / 2 + rng.uniform(-0.12, 0.12) * size, size / 2 + rng.uniform(0.0, 0.12) * size])
     neck = hip_c + torso * up
@@ -80,7 +80,7 @@ def _pose(rng: np.random.Generator, size: int) -> tuple[np.ndarray, float, bool]
 
     arm, leg = torso * rng.uniform(0.45, 0.6), torso * rng.uniform(0.6, 0.75)
     for shoulder, elbow, wrist in ((8, 7, 6), (9, 10, 11)):
-        chain(shoulder, elbow, wrist, arm, arm * 0.9, 0.0, 150.0, 120.0)
+        chain(shoulder, elbow, wrist, arm, arm * 0.9, 0.0, 110.0, 100.0)
     for hip, knee, ankle in ((2, 1, 0), (3, 4, 5)):
         chain(hip, knee, ankle, leg, leg, 0.0, 45.0, 60.0)
     return j, torso, frontal
@@ -120,13 +120,15 @@ def render_person(rng: np.random.Generator, size: int = 128) -> tuple[np.ndarray
         draw_limb(k)
     head_c = (joints[12] + joints[13]) / 2
     radius = int(np.linalg.norm(joints[13] - joints[12]) / 2 * 16)
-    cv2.circle(image, pt(head_c), radius, tuple(float(c) for c in skin), -1, cv2.LINE_AA, shift)
+    # The view cue: a frontal face shows skin and eyes, the back of a head shows dark hair.
+    head_colour = skin if frontal else rng.uniform(10, 70, 3)
+    cv2.circle(image, pt(head_c), radius, tuple(float(c) for c in head_colour), -1, cv2.LINE_AA, shift)
     cv2.circle(parts, pt(head_c), radius, HEAD_ID, -1, cv2.LINE_8, shift)
     if frontal:  # eyes: the cue that tells a frontal view (right on image left) from a back view
         d = joints[13] - joints[12]
         perp = np.array([-d[1], d[0]]) * 0.18
         for s in (-1, 1):
-            cv2.circle(image, pt(head_c + 0.1 * d + s * perp), max(16, radius // 6), (20.0, 20.0, 20.0), -1,
+            cv2.circle(image, pt(head_c + 0.1 * d + s * perp), max(16, radius // 4), (20.0, 20.0, 20.0), -1,
                        cv2.LINE_AA, shift)
     image = cv2.GaussianBlur(image, (3, 3), 0.6) + rng.normal(0, 4, size=image.shape).astype(np.float32)
     visible = np.zeros(14, bool)

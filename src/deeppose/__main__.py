@@ -1,0 +1,5 @@
+import sys
+
+from deeppose.cli import main
+
+sys.exit(main())

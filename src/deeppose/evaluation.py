@@ -1,0 +1,111 @@
+"""Run a coordinate-regression model over a dataset, score it, and write a report folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from deeppose.data.io import read_image
+from deeppose.data.sample import PoseDataset
+from deeppose.data.torch_dataset import CropDataset
+from deeppose.geometry import invert_affine, normalized_to_crop_pixel, transform_points
+from deeppose.metrics import pckh, pcp, pdj
+from deeppose.visualize import contact_sheet, draw_pose, joint_group_curves, plot_pdj, save_image
+
+
+def crops_to_image(u: torch.Tensor, affine: torch.Tensor, input_size: int) -> torch.Tensor:
+    """Normalized crop coordinates (B, K, 2) -> image pixels, through the inverse of the crop affine (B, 2, 3)."""
+    q = normalized_to_crop_pixel(u, (input_size, input_size))
+    return transform_points(invert_affine(affine.double()), q.double())
+
+
+@torch.inference_mode()
+def predict_dataset(model: nn.Module, dataset: PoseDataset, input_size: int, batch_size: int = 64,
+                    num_workers: int = 0, progress: bool = True) -> np.ndarray:
+    """Predict every sample of `dataset` (plain crop of its box, no augmentation).
+
+    Returns:
+        (N, K, 2) float64 predictions in image pixels.
+    """
+    model.eval()
+    loader = DataLoader(CropDataset(dataset, input_size), batch_size=batch_size, num_workers=num_workers)
+    out = []
+    for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
+        out.append(crops_to_image(model(batch["image"]), batch["affine"], input_size).numpy())
+    return np.concatenate(out)
+
+
+def score(pred: np.ndarray, dataset: PoseDataset) -> dict:
+    """All metrics of predictions (N, K, 2) pixels against a dataset's ground truth, as a JSON-able dict.
+
+    Keys: "pcp" (strict PCP per group plus "mean", the Table 1 four-limb mean), "pcp_loose", "pcp_per_limb",
+    "pck" (PDJ at 0.05 .. 0.5 of the torso diameter), "pdj_auc", "pckh" (when the skeleton has a head
+    segment), "n_images", "n_joints", "n_images_excluded", and the full "pdj" curves.
+    """
+    gt, labelled, skeleton = dataset.joints(), dataset.labelled(), dataset.skeleton
+    strict, loose = pcp(pred, gt, labelled, skeleton, strict=True), pcp(pred, gt, labelled, skeleton, strict=False)
+    curves = pdj(pred, gt, labelled, skeleton)
+    out = {
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "n_images": len(dataset),
+        "n_joints": curves["n_joints"],
+        "n_images_excluded": curves["n_images_excluded"],
+        "pcp": {**strict["per_group"], "mean": strict["mean"]},
+        "pcp_loose": {**loose["per_group"], "mean": loose["mean"]},
+        "pcp_per_limb": strict["per_limb"],
+        "pcp_n_limbs": strict["n_limbs"],
+        "pck": curves["pck"],
+        "pdj_auc": curves["auc"],
+        "pdj": curves,
+    }
+    if skeleton.head is not None:
+        out["pckh"] = pckh(pred, gt, labelled, skeleton)
+    return out
+
+
+def format_pcp_table(rows: dict[str, dict]) -> str:
+    """A PCP table like DeepPose's Table 1: one row per method/stage, columns upper/lower arm/leg and mean."""
+    cols = ("upper_arm", "lower_arm", "upper_leg", "lower_leg", "mean")
+    head = f"{'':<14}" + "".join(f"{c.replace('_', ' '):>11}" for c in cols)
+    lines = [head]
+    for name, p in rows.items():
+        lines.append(f"{name:<14}" + "".join(f"{p.get(c, float('nan')):>11.3f}" for c in cols))
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(out: str | Path, pred: np.ndarray, dataset: PoseDataset, title: str, extra: dict | None = None,
+                 n_sheet: int = 24) -> dict:
+    """Write metrics.json, pdj.png and sheet.png (predicted stick figures) into `out`; return the metrics."""
+    out = Path(out)
+    metrics = score(pred, dataset)
+    if extra:
+        metrics.update(extra)
+    write_json(out / "metrics.json", metrics)
+    curves = metrics["pdj"]
+    groups = joint_group_curves(curves, dataset.skeleton)
+    groups["all joints"] = np.asarray(curves["mean"])
+    plot_pdj(np.asarray(curves["alphas"]), groups, out / "pdj.png", title=f"PDJ: {title}")
+    picks = np.linspace(0, len(dataset) - 1, min(n_sheet, len(dataset))).round().astype(int)
+    tiles = [draw_pose(read_image(dataset[i].image_path), pred[i], np.ones(dataset.skeleton.num_joints, bool),
+                       dataset.skeleton) for i in picks]
+    save_image(out / "sheet.png", contact_sheet(tiles, captions=[dataset[i].image_id for i in picks]))
+    return metrics
