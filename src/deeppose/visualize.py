@@ -101,7 +101,10 @@ def plot_pdj(alphas: np.ndarray, curves: dict[str, np.ndarray], path: str | Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
     for label, values in curves.items():
-        ax.plot(alphas, values, label=label, linewidth=1.8)
+        if label.startswith("all"):  # the overall curve stands out from the per-joint ones
+            ax.plot(alphas, values, label=label, color="black", linestyle="--", linewidth=2.4)
+        else:
+            ax.plot(alphas, values, label=label, linewidth=1.6)
     ax.set_xlim(float(alphas[0]), float(alphas[-1]))
     ax.set_ylim(0, 1)
     ax.set_xlabel("normalized distance to true joint (fraction of torso diameter)")
