@@ -1,0 +1,97 @@
+"""Checkpoints: tensors and JSON-able metadata only, loaded with weights_only=True, verified by a checksum.
+
+Format (format_version 1):
+    {"format_version": 1, "model": state_dict, "meta": {...JSON-able...}, "weights_sha256": str,
+     and for resumable training checkpoints: "optimizer", "scheduler", "rng_torch"}
+`meta` holds at least "arch", "model" (the model config dict), "num_joints", "skeleton" and "input_size".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deeppose.errors import DeepPoseError
+
+FORMAT_VERSION = 1
+
+
+def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of a state_dict, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], **extra: Any) -> Path:
+    """Write a checkpoint atomically (temporary file + rename): a crash never leaves a half-written file.
+
+    Args:
+        model: the unwrapped module (its state_dict is saved).
+        meta: JSON-able metadata (architecture, config, skeleton, metrics...).
+        extra: further entries (optimizer/scheduler state dicts, RNG states), tensors and primitives only.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format_version": FORMAT_VERSION, "model": state, "meta": meta,
+               "weights_sha256": state_dict_sha256(state), **extra}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and verify a checkpoint; DeepPoseError naming the file if it is missing, unsafe, or tampered with."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepPoseError(path, "checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle with code in it, a truncated zip, not a torch file at all
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DeepPoseError(path, f"not a loadable deeppose checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
+        raise DeepPoseError(path, "not a deeppose checkpoint (no 'model' and 'meta' entries)")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise DeepPoseError(path, f"checkpoint format {ckpt.get('format_version')!r}, this version reads "
+                                  f"{FORMAT_VERSION}")
+    if ckpt.get("weights_sha256") != state_dict_sha256(ckpt["model"]):
+        raise DeepPoseError(path, "weights checksum mismatch: the file was modified or is corrupt")
+    return ckpt
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights with strict=True.
+
+    Returns:
+        (model in eval mode, meta).
+    """
+    from deeppose.models.factory import create_model
+
+    ckpt = load_checkpoint(path)
+    meta = ckpt["meta"]
+    try:
+        m = meta["model"]
+        model = create_model(m["arch"], meta["num_joints"], meta["input_size"], dropout=m.get("dropout"),
+                             width=m.get("width", 1.0), stride=m.get("stride", 32), reduce=m.get("reduce", 128),
+                             hidden=m.get("hidden", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeepPoseError(path, f"checkpoint metadata does not describe a model ({exc})") from None
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise DeepPoseError(path, f"weights do not fit architecture {m['arch']!r}: {' '.join(lines[1:3])[:240]}") \
+            from None
+    model.eval()
+    return model, meta

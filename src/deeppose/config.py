@@ -1,0 +1,207 @@
+"""Typed run configuration: dataclasses loadable from YAML/JSON and overridable with `key=value` pairs.
+
+    cfg = load_config("configs/mobilenet_v2_cpu.yaml", ["optim.lr=3e-4", "data.input_size=128"])
+
+The resolved config is saved as JSON beside every checkpoint; `config_from_dict` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deeppose.errors import DeepPoseError
+
+
+@dataclass
+class AugmentConfig:
+    """Random transform ranges (see data.transforms.Augmentation)."""
+
+    rotation_deg: float = 30.0
+    scale: tuple[float, float] = (0.75, 1.25)
+    shift: float = 0.08
+    flip_prob: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+
+
+@dataclass
+class DataConfig:
+    """What to train on.
+
+    Attributes:
+        train: "dataset:split" entries concatenated for training (all must share one skeleton).
+        root: folder holding the dataset folders ("" -> $DEEPPOSE_DATA, default ../shared/data).
+        val_size: images carved out of the first training entry for validation (model selection).
+        input_size: side of the square network input.
+        num_workers: DataLoader worker processes.
+    """
+
+    train: list[str] = field(default_factory=lambda: ["lsp:train", "lspet:all"])
+    root: str = ""
+    val_size: int = 200
+    input_size: int = 160
+    num_workers: int = 1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture (see models.factory.create_model)."""
+
+    arch: str = "mobilenet_v2"
+    width: float = 1.0
+    dropout: float | None = None
+    stride: int = 32
+    reduce: int = 128
+    hidden: int = 0
+    backbone_weights: str = ""
+    channels_last: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and schedule.
+
+    Attributes:
+        name: "adamw" (with linear warm-up then cosine decay) or "adagrad" (the paper: lr 5e-4, constant).
+        batch_size: images per step.
+        warmup_steps: linear warm-up length (adamw).
+        min_lr_ratio: the cosine decays to lr * min_lr_ratio.
+        grad_clip: max gradient norm (0: off).
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    warmup_steps: int = 300
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run.
+
+    Attributes:
+        loss: "l2" (DeepPose Eq. 4) or "l1".
+        loss_mask: "labelled" (every joint with a coordinate, LSP's occluded ones included) or "visible".
+        epochs: passes over the training data; the schedule spans all of them.
+        max_minutes: stop (with a checkpoint) after this much wall time (0: no limit).
+        checkpoint_minutes: also checkpoint inside an epoch this often, so a killed run loses little.
+        val_alpha: PCK threshold used to pick the best checkpoint.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: str = "l1"
+    loss_mask: str = "labelled"
+    epochs: int = 10
+    max_minutes: float = 0.0
+    checkpoint_minutes: float = 10.0
+    val_alpha: float = 0.2
+    seed: int = 0
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """JSON-able dict of a config (tuples become lists)."""
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML/JSON/CLI value to the annotated type `tp`, or raise DeepPoseError."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise DeepPoseError(None, f"config {where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where + ".")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), where)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise DeepPoseError(None, f"config {where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        items = [_coerce(v, args[0], where) for v in value]
+        if origin is tuple:
+            if len(items) != len(args):
+                raise DeepPoseError(None, f"config {where}: expected {len(args)} values, got {value!r}")
+            return tuple(items)
+        return items
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise DeepPoseError(None, f"config {where}: expected true/false, got {value!r}")
+    if tp in (int, float, str):
+        try:
+            if isinstance(value, str) and tp is not str:
+                value = yaml.safe_load(value)
+            if tp is int and (isinstance(value, bool) or isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return tp(value)
+        except (TypeError, ValueError):
+            raise DeepPoseError(None, f"config {where}: expected {tp.__name__}, got {value!r}") from None
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise DeepPoseError(None, f"config: unknown key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
+                                  f"known under {prefix or 'top level'}: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig from its dict (missing keys take their defaults)."""
+    return _build(TrainConfig, data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides to a nested dict (values parsed later against the dataclass types)."""
+    for item in overrides:
+        if "=" not in item:
+            raise DeepPoseError(None, f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise DeepPoseError(None, f"override {key!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML or JSON config (None: defaults), apply overrides, and validate the types."""
+    data: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise DeepPoseError(path, "config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise DeepPoseError(path, f"malformed YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise DeepPoseError(path, "a config must be a mapping of sections")
+    return config_from_dict(apply_overrides(data, list(overrides)))

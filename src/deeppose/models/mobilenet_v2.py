@@ -1,0 +1,100 @@
+"""MobileNetV2 (Sandler et al. 2018) with torchvision's state_dict key layout, so its ImageNet files load.
+
+Only the feature extractor matters for pose; the ImageNet classifier keys (`classifier.*`) are dropped
+when weights are loaded into a pose model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# (expansion t, output channels c, repeats n, first stride s) from the paper's Table 2.
+INVERTED_RESIDUAL_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                             (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class ConvBNReLU6(nn.Sequential):
+    """Conv2d -> BatchNorm2d -> ReLU6 (keys .0, .1 as torchvision's Conv2dNormActivation)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1) -> depthwise (3x3) -> project (1x1, linear), with a residual when shapes match."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = round(c_in * expand)
+        self.out_channels = c_out
+        self.use_res_connect = stride == 1 and c_in == c_out
+        layers: list[nn.Module] = [] if expand == 1 else [ConvBNReLU6(c_in, hidden, kernel=1)]
+        layers += [ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden), nn.Conv2d(hidden, c_out, 1, bias=False),
+                   nn.BatchNorm2d(c_out)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 features (torchvision layout: `features.0` .. `features.18`, `classifier.1`).
+
+    Args:
+        width_mult: channel multiplier (1.0 matches the ImageNet weights).
+        num_classes: size of the ImageNet classifier (kept so torchvision files load with strict=True).
+    """
+
+    def __init__(self, width_mult: float = 1.0, num_classes: int = 1000) -> None:
+        super().__init__()
+        c_in = _make_divisible(32 * width_mult)
+        self.last_channel = _make_divisible(1280 * max(1.0, width_mult))
+        layers: list[nn.Module] = [ConvBNReLU6(3, c_in, stride=2)]
+        self.stage_ends: list[int] = []  # feature index after which the stride doubles next
+        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+            c_out = _make_divisible(c * width_mult)
+            for i in range(n):
+                if i == 0 and s == 2:
+                    self.stage_ends.append(len(layers) - 1)
+                layers.append(InvertedResidual(c_in, c_out, s if i == 0 else 1, t))
+                c_in = c_out
+        layers.append(ConvBNReLU6(c_in, self.last_channel, kernel=1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(self.last_channel, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def feature_channels(self, stride: int) -> int:
+        """Channels of the feature map at output stride 8, 16 or 32."""
+        return self.features[self.feature_end(stride)].out_channels if stride < 32 else self.last_channel
+
+    def feature_end(self, stride: int) -> int:
+        """Index of the last `features` layer that runs at output `stride` (8, 16 or 32)."""
+        if stride == 32:
+            return len(self.features) - 1
+        ends = {4: 0, 8: 1, 16: 2}  # stage_ends[k] precedes the block that goes to stride 2 ** (k + 2)
+        if stride not in ends:
+            raise ValueError(f"MobileNetV2 features exist at stride 8, 16 or 32, not {stride}")
+        return self.stage_ends[ends[stride] + 1]
+
+    def forward_features(self, x: torch.Tensor, stride: int = 32) -> torch.Tensor:
+        """(B, 3, H, W) normalized images -> (B, C, H / stride, W / stride) features."""
+        return self.features[: self.feature_end(stride) + 1](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.classifier(x)

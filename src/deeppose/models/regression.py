@@ -1,0 +1,72 @@
+"""Stage-1 regressors: a backbone's feature map -> fully-connected layers -> 2K box-normalized coordinates."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deeppose.models.normalize import InputNormalize
+
+
+class FCRegressionHead(nn.Module):
+    """DeepPose's regression layer on a feature map.
+
+    A 1x1 convolution reduces the channels (so the fully-connected layer sees the whole spatial map at a
+    modest size), then dropout and a linear layer (optionally through one hidden layer) give 2K numbers.
+
+    Args:
+        in_channels, map_size: the feature map (C, S, S) it reads.
+        num_joints: K.
+        reduce: channels after the 1x1 convolution.
+        hidden: width of the hidden fully-connected layer (0: none).
+        dropout: before each linear layer.
+    """
+
+    def __init__(self, in_channels: int, map_size: int, num_joints: int, reduce: int = 128, hidden: int = 0,
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        self.num_joints = num_joints
+        self.reduce = nn.Sequential(nn.Conv2d(in_channels, reduce, 1, bias=False), nn.BatchNorm2d(reduce),
+                                    nn.ReLU(inplace=True))
+        flat = reduce * map_size * map_size
+        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
+        if hidden:
+            layers += [nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            flat = hidden
+        layers.append(nn.Linear(flat, 2 * num_joints))
+        self.fc = nn.Sequential(*layers)
+        nn.init.zeros_(self.fc[-1].bias)
+        nn.init.normal_(self.fc[-1].weight, std=1e-3)  # start near the box centre, not at random offsets
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) -> (B, K, 2)."""
+        return self.fc(self.reduce(features)).view(-1, self.num_joints, 2)
+
+
+class BackboneRegressor(nn.Module):
+    """psi(x; theta) = FC head on backbone features: (B, 3, S, S) uint8 crops -> (B, K, 2) normalized joints.
+
+    Args:
+        backbone: a module with `forward_features(x, stride)` and `feature_channels(stride)`.
+        input_size: side of the square input crop (a multiple of `stride`).
+        stride: output stride of the features the head reads (8, 16 or 32).
+    """
+
+    def __init__(self, backbone: nn.Module, num_joints: int, input_size: int, stride: int = 32, reduce: int = 128,
+                 hidden: int = 0, dropout: float = 0.2) -> None:
+        super().__init__()
+        if input_size % stride:
+            raise ValueError(f"input_size {input_size} must be a multiple of the feature stride {stride}")
+        self.num_joints = num_joints
+        self.input_size = input_size
+        self.stride = stride
+        self.normalize = InputNormalize()
+        self.backbone = backbone
+        self.head = FCRegressionHead(backbone.feature_channels(stride), input_size // stride, num_joints, reduce,
+                                     hidden, dropout)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(f"images: expected (B, 3, {self.input_size}, {self.input_size}), got "
+                             f"{tuple(images.shape)}")
+        return self.head(self.backbone.forward_features(self.normalize(images), self.stride))
