@@ -43,3 +43,44 @@ def test_data_check_real(shared_data, capsys, dataset, split, n):
     assert main(["data", "check", "--dataset", dataset, "--root", str(shared_data / dataset), "--split", split,
                  "--json", "--no-verify"]) == 0
     assert json.loads(capsys.readouterr().out)["n_samples"] == n
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(synthetic_root, tmp_path_factory):
+    """A checkpoint from two CPU steps of `deeppose train` on the synthetic set."""
+    data = tmp_path_factory.mktemp("clidata")
+    (data / "synthetic").symlink_to(synthetic_root, target_is_directory=True)
+    run = tmp_path_factory.mktemp("clirun") / "run"
+    assert main(["train", f"data.root={data}", "data.train=[synthetic:train]", "data.val_size=16",
+                 "data.input_size=32", "data.num_workers=0", "model.arch=small", "optim.batch_size=16", "epochs=1",
+                 "--out", str(run)]) == 0
+    return run / "best.pt"
+
+
+def test_eval_writes_the_documented_files(tiny_checkpoint, synthetic_root, tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--dataset", "synthetic", "--root",
+                 str(synthetic_root), "--split", "test", "--flip", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["pcp"]) >= {"upper_arm", "lower_arm", "upper_leg", "lower_leg", "mean"}
+    assert set(metrics["pck"]) >= {"0.05", "0.1", "0.15", "0.2"} and metrics["n_images"] == 24
+    assert all(0 <= v <= 1 for v in metrics["pck"].values()) and metrics["flip_test"] is True
+    assert (tmp_path / "pdj.png").is_file() and (tmp_path / "sheet.png").is_file()
+    assert "upper arm" in capsys.readouterr().out
+
+
+def test_predict_writes_json_and_png(tiny_checkpoint, synthetic_root, tmp_path):
+    image = synthetic_root / "images" / "test_00000.png"
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), str(image), "--out", str(tmp_path),
+                 "--box", "0,0,96,96"]) == 0
+    pred = json.loads((tmp_path / "test_00000.json").read_text())
+    assert [j["name"] for j in pred["joints"]][:2] == ["r_ankle", "r_knee"] and len(pred["joints"]) == 14
+    assert pred["box"] == [47.5, 47.5, 96.0, 96.0] and (tmp_path / "test_00000.png").is_file()
+
+
+def test_eval_refuses_a_tampered_checkpoint(tiny_checkpoint, synthetic_root, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    data = bytearray(tiny_checkpoint.read_bytes())
+    bad.write_bytes(bytes(data[: len(data) - 100]))
+    assert main(["eval", "--checkpoint", str(bad), "--dataset", "synthetic", "--root", str(synthetic_root),
+                 "--out", str(tmp_path / "ev")]) == 2
+    assert "bad.pt" in capsys.readouterr().err and not (tmp_path / "ev").exists()

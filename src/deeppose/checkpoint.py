@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DeepPoseError(path, "checkpoint not found")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise DeepPoseError(path, "not a torch checkpoint (not a zip archive; truncated or another format)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a pickle with code in it, a truncated zip, not a torch file at all
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise DeepPoseError(path, f"not a loadable deeppose checkpoint ({first})") from None
+    except Exception as exc:  # a pickle with code in it, a damaged archive
+        text = str(exc)
+        match = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", text, re.IGNORECASE)
+        reason = (f"refused to unpickle {match.group(1)}: only tensors and plain data are loaded" if match
+                  else (text.strip().splitlines() or [type(exc).__name__])[0][:160])
+        raise DeepPoseError(path, f"not a loadable deeppose checkpoint ({reason})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise DeepPoseError(path, "not a deeppose checkpoint (no 'model' and 'meta' entries)")
     if ckpt.get("format_version") != FORMAT_VERSION:

@@ -1,4 +1,4 @@
-"""The `deeppose` command line: `deeppose data check|synth`, `deeppose demo`.
+"""The `deeppose` command line: `data check|synth`, `train`, `eval`, `predict`, `demo`.
 
 Bad input ends with one line `deeppose: error: <file>: <problem>` on stderr and exit code 2.
 """
@@ -6,10 +6,11 @@ Bad input ends with one line `deeppose: error: <file>: <problem>` on stderr and 
 from __future__ import annotations
 
 import argparse
-import math
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from deeppose.errors import DeepPoseError
 
@@ -46,12 +47,86 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from deeppose.demo import run_demo
 
-    if args.minutes is not None and args.minutes <= 0:
-        raise DeepPoseError(None, f"--minutes must be positive, got {args.minutes}")
-    if args.steps is not None and args.steps <= 0:
-        raise DeepPoseError(None, f"--steps must be positive, got {args.steps}")
-    minutes = args.minutes if args.minutes is not None else (math.inf if args.steps else 2.0)
-    run_demo(args.out, minutes=minutes, seed=args.seed, max_steps=args.steps, progress=sys.stderr.isatty())
+    if args.epochs <= 0:
+        raise DeepPoseError(None, f"--epochs must be positive, got {args.epochs}")
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=sys.stderr.isatty())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from deeppose.config import load_config
+    from deeppose.engine import fit
+
+    cfg = load_config(args.config, args.overrides)
+    summary = fit(cfg, args.out, resume=args.resume, stop_after_steps=args.stop_after_steps,
+                  progress=sys.stderr.isatty())
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from deeppose.data import load_dataset
+    from deeppose.evaluation import format_pcp_table, write_report
+    from deeppose.inference import Predictor
+    from deeppose.paths import data_root
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip)
+    root = Path(args.root) if args.root else data_root() / args.dataset
+    dataset = load_dataset(args.dataset, root, args.split)
+    if dataset.skeleton.name != predictor.skeleton.name:
+        raise DeepPoseError(args.checkpoint, f"model predicts {predictor.skeleton.name} joints but {args.dataset} "
+                                             f"has {dataset.skeleton.name}")
+    pred = predictor.predict_dataset(dataset, args.batch_size, args.workers, progress=sys.stderr.isatty())
+    name = Path(args.checkpoint).stem + (" + flip" if args.flip else "")
+    metrics = write_report(args.out, pred, dataset, f"{name} on {args.dataset} {args.split}",
+                           extra={"checkpoint": str(args.checkpoint), "flip_test": args.flip})
+    print(format_pcp_table({name[:14]: metrics["pcp"]}))
+    print("PCK " + "  ".join(f"@{a}: {metrics['pck'][a]:.3f}" for a in ("0.05", "0.1", "0.15", "0.2")) +
+          f"   ({metrics['n_images']} images, {metrics['n_joints']} joints)   report: {args.out}")
+    return 0
+
+
+def _parse_box(text: str) -> np.ndarray:
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DeepPoseError(None, f"--box must be x,y,w,h (top-left corner, width, height), got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise DeepPoseError(None, f"--box width and height must be positive, got {text!r}")
+    # Corner form on the command line; boxes are (c_x, c_y, w, h) with pixel centres at integers inside.
+    return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h])
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from deeppose.data.io import read_image
+    from deeppose.evaluation import write_json
+    from deeppose.inference import Predictor
+    from deeppose.visualize import draw_pose, save_image
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip)
+    box = _parse_box(args.box) if args.box else None
+    images: list[Path] = []
+    for item in map(Path, args.inputs):
+        if item.is_dir():
+            images += sorted(p for p in item.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        elif item.is_file():
+            images.append(item)
+        else:
+            raise DeepPoseError(item, "no such image or folder")
+    if not images:
+        raise DeepPoseError(args.inputs[0], "no images found")
+    decoded = [(path, read_image(path)) for path in images]  # fail on a bad image before writing anything
+    out = Path(args.out)
+    for path, image in decoded:
+        joints = predictor.predict_image(image, box)
+        write_json(out / f"{path.stem}.json", {
+            "image": str(path), "width": image.shape[1], "height": image.shape[0],
+            "box": None if box is None else box.tolist(), "skeleton": predictor.skeleton.name,
+            "joints": [{"name": n, "x": float(x), "y": float(y)} for n, (x, y) in zip(predictor.skeleton.joints,
+                                                                                        joints)]})
+        save_image(out / f"{path.stem}.png",
+                   draw_pose(image, joints, np.ones(len(joints), bool), predictor.skeleton))
+    print(f"wrote {len(decoded)} predictions to {out}")
     return 0
 
 
@@ -83,10 +158,36 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.set_defaults(func=_cmd_data_synth)
 
-    demo = sub.add_parser("demo", help="synthetic data -> train a small regressor -> evaluate -> report folder")
+    train = sub.add_parser("train", help="train a stage-1 regressor from a config")
+    train.add_argument("--config", help="YAML/JSON config (default: built-in defaults)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
+    train.add_argument("--out", required=True, help="run folder (checkpoints, logs, config.json)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    train.add_argument("--stop-after-steps", type=int, default=0, help="stop with a checkpoint after N steps")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint: metrics.json, PCP table, PDJ plot, stick figures")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--dataset", default="lsp", choices=sorted(LOADERS))
+    ev.add_argument("--root", help="dataset folder (default: $DEEPPOSE_DATA/<dataset>)")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--flip", action="store_true", help="flip test: average with the mirrored prediction")
+    ev.add_argument("--out", required=True, help="report folder")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--workers", type=int, default=0)
+    ev.set_defaults(func=_cmd_eval)
+
+    pr = sub.add_parser("predict", help="predict joints on your images: one JSON and one PNG per image")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image, LSP's convention)")
+    pr.add_argument("--flip", action="store_true", help="flip test")
+    pr.set_defaults(func=_cmd_predict)
+
+    demo = sub.add_parser("demo", help="synthetic data -> train the small regressor -> evaluate -> report folder")
     demo.add_argument("--out", default="reports/demo", help="report folder (default reports/demo)")
-    demo.add_argument("--minutes", type=float, help="training wall-clock budget (default 2, none with --steps)")
-    demo.add_argument("--steps", type=int, help="stop after this many steps (deterministic for a seed)")
+    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default 30, about 2 minutes)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -31,11 +31,15 @@ def predict_dataset(model: nn.Module, dataset: PoseDataset, input_size: int, bat
                     num_workers: int = 0, progress: bool = True) -> np.ndarray:
     """Predict every sample of `dataset` (plain crop of its box, no augmentation).
 
+    Args:
+        model: maps (B, 3, S, S) uint8 crops to (B, K, 2) normalized crop coordinates (put in eval mode here).
+
     Returns:
         (N, K, 2) float64 predictions in image pixels.
     """
     model.eval()
-    loader = DataLoader(CropDataset(dataset, input_size), batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(CropDataset(dataset, input_size), batch_size=batch_size, num_workers=num_workers,
+                        generator=torch.Generator())
     out = []
     for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
         out.append(crops_to_image(model(batch["image"]), batch["affine"], input_size).numpy())

@@ -99,6 +99,6 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameters (trainable or not); ImageNet classifier parameters a backbone carries are excluded."""
-    return sum(p.numel() for name, p in model.named_parameters() if ".classifier." not in f".{name}"
-               and not name.startswith("backbone.fc."))
+    """Number of parameters a pose model uses: a backbone's unused ImageNet classifier is not counted."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if not name.startswith(("backbone.classifier.", "backbone.fc.")))

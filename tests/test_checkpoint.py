@@ -1,0 +1,52 @@
+import os
+
+import pytest
+import torch
+
+from deeppose.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from deeppose.errors import DeepPoseError
+from deeppose.models.factory import create_model
+
+
+def _meta(arch="small", size=32):
+    return {"arch": arch, "model": {"arch": arch}, "num_joints": 14, "skeleton": "lsp14", "input_size": size}
+
+
+def test_round_trip(tmp_path):
+    model = create_model("small", 14, 32)
+    save_checkpoint(tmp_path / "c.pt", model, _meta())
+    loaded, meta = model_from_checkpoint(tmp_path / "c.pt")
+    x = torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert meta["skeleton"] == "lsp14" and not list(tmp_path.glob(".*tmp"))
+
+
+def test_other_architecture_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", create_model("small", 14, 32), _meta(arch="mobilenet_v2"))
+    with pytest.raises(DeepPoseError, match="c.pt: weights do not fit architecture 'mobilenet_v2'"):
+        model_from_checkpoint(tmp_path / "c.pt")
+
+
+def test_tampered_and_malicious_files_are_refused(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", create_model("small", 14, 32), _meta())
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    key = next(k for k in ckpt["model"] if k.endswith("weight"))
+    ckpt["model"][key] = ckpt["model"][key] * 1.01
+    torch.save(ckpt, tmp_path / "tampered.pt")
+    with pytest.raises(DeepPoseError, match="checksum mismatch"):
+        load_checkpoint(tmp_path / "tampered.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo should-not-run",))
+
+    torch.save({"model": {}, "meta": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(DeepPoseError, match="refused to unpickle"):
+        load_checkpoint(tmp_path / "evil.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(DeepPoseError, match="not a zip archive"):
+        load_checkpoint(tmp_path / "junk.pt")
+    data = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DeepPoseError, match="cut.pt"):
+        load_checkpoint(tmp_path / "cut.pt")

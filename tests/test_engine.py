@@ -1,0 +1,56 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from deeppose.config import load_config
+from deeppose.engine import fit
+from deeppose.errors import DeepPoseError
+
+
+@pytest.fixture(scope="module")
+def data_dir(synthetic_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    (root / "synthetic").symlink_to(synthetic_root, target_is_directory=True)
+    return root
+
+
+def _cfg(data_dir, *extra):
+    return load_config(None, [f"data.root={data_dir}", "data.train=[synthetic:train]", "data.val_size=16",
+                              "data.input_size=32", "data.num_workers=0", "model.arch=small", "optim.batch_size=8",
+                              "optim.warmup_steps=2", "epochs=2", *extra])
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path):
+    cfg = _cfg(data_dir, "data.num_workers=1")
+    full = fit(cfg, tmp_path / "full", progress=False)
+    part = fit(cfg, tmp_path / "part", stop_after_steps=3, progress=False)  # killed mid-epoch 1
+    assert part["stopped_early"] and part["steps"] == 3
+    rest = fit(cfg, tmp_path / "part", resume=True, progress=False)
+    assert rest["steps"] == full["steps"] == 2 * (32 // 8)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = list(csv.DictReader(open(tmp_path / "part" / "val_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and 0 <= float(rows[-1]["val_pck"]) <= 1
+    assert (tmp_path / "full" / "best.pt").is_file() and (tmp_path / "full" / "tb").is_dir()
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["model"]["arch"] == "small"
+
+
+def test_run_folder_rules(data_dir, tmp_path):
+    cfg = _cfg(data_dir)
+    fit(cfg, tmp_path / "r", stop_after_steps=1, progress=False)
+    with pytest.raises(DeepPoseError, match="not empty"):
+        fit(cfg, tmp_path / "r", progress=False)
+    with pytest.raises(DeepPoseError, match="another config"):
+        fit(_cfg(data_dir, "optim.lr=0.5"), tmp_path / "r", resume=True, progress=False)
+    with pytest.raises(DeepPoseError, match="nothing to resume"):
+        fit(cfg, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_config_errors_are_clear(data_dir, tmp_path):
+    with pytest.raises(DeepPoseError, match="unknown key"):
+        _cfg(data_dir, "optim.nope=1")
+    with pytest.raises(DeepPoseError, match="unknown loss"):
+        fit(_cfg(data_dir, "loss=huber"), tmp_path / "x", progress=False)
