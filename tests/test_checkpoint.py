@@ -50,3 +50,26 @@ def test_tampered_and_malicious_files_are_refused(tmp_path):
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(DeepPoseError, match="cut.pt"):
         load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_shipped_fp16_copy_loads_and_predicts_alike(tmp_path):
+    from deeppose.checkpoint import ship_checkpoint
+
+    model = create_model("small", 14, 32)
+    save_checkpoint(tmp_path / "c.pt", model, _meta(), optimizer={"state": {}})
+    ship_checkpoint(tmp_path / "c.pt", tmp_path / "s.pt")
+    ckpt = load_checkpoint(tmp_path / "s.pt")
+    assert "optimizer" not in ckpt and ckpt["meta"]["weights_dtype"] == "float16"
+    loaded, _ = model_from_checkpoint(tmp_path / "s.pt")
+    x = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(loaded(x), model.eval()(x), atol=2e-3, rtol=0)
+
+
+def test_joints_box_frames_the_pose():
+    import numpy as np
+
+    from deeppose.geometry import joints_box
+
+    y = np.array([[10.0, 20.0], [30.0, 100.0], [500.0, 500.0]])
+    box = joints_box(y, np.array([True, True, False]), scale=1.5)
+    np.testing.assert_allclose(box, [20, 60, 120, 120])

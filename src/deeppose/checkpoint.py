@@ -103,3 +103,21 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
             from None
     model.eval()
     return model, meta
+
+
+def ship_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """Write an inference-only copy of a checkpoint: weights (fp16 floats if `half`) and meta, no optimizer state.
+
+    fp16 storage halves the file; `model_from_checkpoint` loads it into the float32 model unchanged otherwise.
+    """
+    ckpt = load_checkpoint(src)
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    meta = {**ckpt["meta"], "shipped_from": Path(src).name, "weights_dtype": "float16" if half else "float32"}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, "model": state, "meta": meta,
+               "weights_sha256": state_dict_sha256(state)}
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, dst)
+    return dst

@@ -44,6 +44,14 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from deeppose.checkpoint import ship_checkpoint
+
+    path = ship_checkpoint(args.checkpoint, args.out, half=not args.fp32)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from deeppose.demo import run_demo
 
@@ -184,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image, LSP's convention)")
     pr.add_argument("--flip", action="store_true", help="flip test")
     pr.set_defaults(func=_cmd_predict)
+
+    ship = sub.add_parser("ship", help="inference-only copy of a checkpoint (fp16 weights, no optimizer state)")
+    ship.add_argument("--checkpoint", required=True)
+    ship.add_argument("--out", required=True)
+    ship.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    ship.set_defaults(func=_cmd_ship)
 
     demo = sub.add_parser("demo", help="synthetic data -> train the small regressor -> evaluate -> report folder")
     demo.add_argument("--out", default="reports/demo", help="report folder (default reports/demo)")

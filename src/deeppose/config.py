@@ -40,6 +40,9 @@ class DataConfig:
         train: "dataset:split" entries concatenated for training (all must share one skeleton).
         root: folder holding the dataset folders ("" -> $DEEPPOSE_DATA, default ../shared/data).
         val_size: images carved out of the first training entry for validation (model selection).
+        joints_box: datasets (by name) whose crop box is drawn around the joints (side joints_box_scale x
+            the pose extent) instead of the whole image: LSPET people fill far less of their images than
+            LSP people do (median image/pose ratio 2.5 vs 1.33), so whole-image crops would shrink them.
         input_size: side of the square network input.
         num_workers: DataLoader worker processes.
     """
@@ -47,6 +50,8 @@ class DataConfig:
     train: list[str] = field(default_factory=lambda: ["lsp:train", "lspet:all"])
     root: str = ""
     val_size: int = 200
+    joints_box: list[str] = field(default_factory=lambda: ["lspet"])
+    joints_box_scale: float = 1.33
     input_size: int = 160
     num_workers: int = 1
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -10,7 +10,7 @@ import csv
 import math
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +28,7 @@ from deeppose.data.torch_dataset import CropDataset
 from deeppose.data.transforms import Augmentation
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import predict_dataset
+from deeppose.geometry import joints_box
 from deeppose.losses import LOSSES, masked_mean
 from deeppose.metrics import pck, pcp
 from deeppose.models.factory import count_parameters, create_model
@@ -62,6 +63,11 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[PoseDataset, PoseDataset
     skeletons = {p.skeleton.name for p in parts}
     if len(skeletons) != 1:
         raise DeepPoseError(None, f"training sets mix skeletons {sorted(skeletons)}; use one joint layout")
+    for i, p in enumerate(parts):
+        if p.name in cfg.joints_box:
+            parts[i] = PoseDataset(p.name, p.root, p.split, p.skeleton, [
+                replace(s, box=joints_box(s.joints, s.labelled, cfg.joints_box_scale).astype(np.float32))
+                for s in p.samples])
     first = parts[0]
     if not 0 <= cfg.val_size < len(first):
         raise DeepPoseError(first.root, f"val_size {cfg.val_size} must be below the {len(first)} samples of "

@@ -74,6 +74,26 @@ def whole_image_box(width: float, height: float) -> np.ndarray:
     return np.array([(width - 1) / 2.0, (height - 1) / 2.0, float(width), float(height)])
 
 
+def joints_box(y: np.ndarray, labelled: np.ndarray, scale: float = 1.33) -> np.ndarray:
+    """A square box around the labelled joints: centred on their extent, side = scale * the longer extent.
+
+    Frames a person the way LSP's images do (their side is about 1.33 times the pose extent) where a
+    dataset has no person box and its images are wider than the person (LSPET).
+
+    Args:
+        y: (K, 2) joints in pixels; labelled: (K,) bool (at least one True).
+
+    Returns:
+        (4,) float64 box (c_x, c_y, side, side).
+    """
+    pts = np.asarray(y, np.float64)[np.asarray(labelled, bool)]
+    if len(pts) == 0:
+        raise ValueError("joints_box needs at least one labelled joint")
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    side = max(float((hi - lo).max()) * scale, 1.0)
+    return np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, side, side])
+
+
 def square_box(b: Array) -> Array:
     """Enlarge boxes (..., 4) to squares of side max(w, h), same centre (keeps the aspect ratio when cropped)."""
     side = b[..., 2:3].maximum(b[..., 3:4]) if isinstance(b, torch.Tensor) else np.maximum(b[..., 2:3], b[..., 3:4])
