@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 
 from deeppose.config import load_config
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.data.transforms import Augmentation
 from deeppose.engine import EpochSampler, build_datasets, make_optimizer, resolve_weights
 from deeppose.losses import LOSSES, masked_mean
 from deeppose.models.factory import create_model
@@ -43,8 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     cfg = load_config(args.config, args.overrides)
     train, _ = build_datasets(cfg.data, cfg.seed)
-    aug = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(cfg.data.augment).items()})
-    crops = CropDataset(train, cfg.data.input_size, aug, seed=cfg.seed)
+    crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
     model = create_model(cfg.model.arch, train.skeleton.num_joints, cfg.data.input_size, cfg.model.dropout,
                          cfg.model.width, cfg.model.stride, cfg.model.reduce, cfg.model.hidden,
                          resolve_weights(cfg.model.backbone_weights)).train()

@@ -17,19 +17,8 @@ from typing import Any
 
 import yaml
 
+from deeppose.data.transforms import Augmentation
 from deeppose.errors import DeepPoseError
-
-
-@dataclass
-class AugmentConfig:
-    """Random transform ranges (see data.transforms.Augmentation)."""
-
-    rotation_deg: float = 30.0
-    scale: tuple[float, float] = (0.75, 1.25)
-    shift: float = 0.08
-    flip_prob: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.2
 
 
 @dataclass
@@ -45,6 +34,7 @@ class DataConfig:
             LSP people do (median image/pose ratio 2.5 vs 1.33), so whole-image crops would shrink them.
         input_size: side of the square network input.
         num_workers: DataLoader worker processes.
+        augment: the random transform ranges of training crops.
     """
 
     train: list[str] = field(default_factory=lambda: ["lsp:train", "lspet:all"])
@@ -54,7 +44,7 @@ class DataConfig:
     joints_box_scale: float = 1.33
     input_size: int = 160
     num_workers: int = 1
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: Augmentation = field(default_factory=lambda: Augmentation(30.0, (0.75, 1.25), 0.08, 0.5, 0.2, 0.2))
 
 
 @dataclass

@@ -25,7 +25,6 @@ from deeppose.config import DataConfig, TrainConfig, to_dict
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.data.transforms import Augmentation
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import predict_dataset
 from deeppose.geometry import joints_box
@@ -167,8 +166,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     train, val = build_datasets(cfg.data, cfg.seed)
-    aug = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in asdict(cfg.data.augment).items()})
-    crops = CropDataset(train, cfg.data.input_size, aug, seed=cfg.seed)
+    crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
     model = create_model(cfg.model.arch, train.skeleton.num_joints, cfg.data.input_size, cfg.model.dropout,
                          cfg.model.width, cfg.model.stride, cfg.model.reduce, cfg.model.hidden,
                          resolve_weights(cfg.model.backbone_weights))
