@@ -26,6 +26,7 @@ demo: $(VENV)/.installed
 	$(BIN)/deeppose demo --out $(DEMO_OUT)
 
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -7,9 +7,22 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from deeppose.geometry import (augmentation_matrix, crop_matrix, crop_pixel_to_normalized, denormalize, diam,
-                               invert_affine, joint_boxes, normalize, normalized_to_crop_pixel, square_box,
-                               transform_points, warp_image, warp_images_torch, whole_image_box)
+from deeppose.geometry import (
+    augmentation_matrix,
+    crop_matrix,
+    crop_pixel_to_normalized,
+    denormalize,
+    diam,
+    invert_affine,
+    joint_boxes,
+    normalize,
+    normalized_to_crop_pixel,
+    square_box,
+    transform_points,
+    warp_image,
+    warp_images_torch,
+    whole_image_box,
+)
 from deeppose.skeleton import LSP14
 
 coords = st.floats(-500, 500, allow_nan=False)

@@ -3,12 +3,12 @@ import json
 import numpy as np
 import pytest
 import scipy.io
+from fixtures import coco_folder, flic_folder, lsp_folder, lspet_folder, write_images
 
 from deeppose.data import load_dataset
 from deeppose.data.check import render_sheet, summarize
 from deeppose.errors import DeepPoseError
 from deeppose.skeleton import LSP14
-from fixtures import coco_folder, flic_folder, lsp_folder, lspet_folder, write_images
 
 
 def test_lsp_format_flags_mean_occluded(tmp_path):
@@ -65,7 +65,8 @@ def test_nan_coordinates_fail_or_are_skipped_and_counted(tmp_path):
     joints = lsp_folder(tmp_path, n=3)
     joints[0, 4, 1] = np.nan
     scipy.io.savemat(tmp_path / "joints.mat", {"joints": joints})
-    with pytest.raises(DeepPoseError, match=r"joints.mat: im0002: NaN or infinite coordinate for labelled joint\(s\) \[4\]"):
+    with pytest.raises(DeepPoseError,
+                       match=r"joints.mat: im0002: NaN or infinite coordinate for labelled joint\(s\) \[4\]"):
         load_dataset("lsp", tmp_path, "all")
     ds = load_dataset("lsp", tmp_path, "all", on_bad="skip")
     assert len(ds) == 2 and len(ds.skipped) == 1 and "NaN" in ds.skipped[0].reason

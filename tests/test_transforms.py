@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from deeppose.data import load_dataset
 from deeppose.data.sample import Sample
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.data.transforms import Augmentation, CropParams, crop_sample, sample_params
-from deeppose.data import load_dataset
 from deeppose.skeleton import LSP14
 
 

@@ -10,9 +10,10 @@ import csv
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,7 +136,8 @@ def validate(model: nn.Module, val: PoseDataset, input_size: int, alpha: float) 
     pred = predict_dataset(model, val, input_size, progress=False)
     gt, labelled = val.joints(), val.labelled()
     model.train()
-    return {"val_pck": pck(pred, gt, labelled, val.skeleton, alpha), "val_pcp": pcp(pred, gt, labelled, val.skeleton)["mean"]}
+    return {"val_pck": pck(pred, gt, labelled, val.skeleton, alpha),
+            "val_pcp": pcp(pred, gt, labelled, val.skeleton)["mean"]}
 
 
 def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_steps: int = 0,
@@ -218,8 +220,8 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
         in_epoch = step - epoch * steps_per_epoch
         # The loader gets its own generator: drawing worker seeds from the global RNG would shift the
         # dropout masks of a resumed run.
-        loader = DataLoader(crops, batch_size=batch, sampler=EpochSampler(len(crops), cfg.seed, epoch, in_epoch * batch),
-                            drop_last=True, num_workers=cfg.data.num_workers,
+        sampler = EpochSampler(len(crops), cfg.seed, epoch, in_epoch * batch)
+        loader = DataLoader(crops, batch_size=batch, sampler=sampler, drop_last=True, num_workers=cfg.data.num_workers,
                             generator=torch.Generator().manual_seed(cfg.seed + epoch))
         for item in loader:
             images = item["image"]

@@ -72,7 +72,8 @@ class Skeleton:
         try:
             return self.joints.index(joint_name)
         except ValueError:
-            raise KeyError(f"skeleton {self.name} has no joint {joint_name!r}; joints: {', '.join(self.joints)}")
+            raise KeyError(f"skeleton {self.name} has no joint {joint_name!r}; joints: {', '.join(self.joints)}") \
+                from None
 
 
 def _limb(name: str, group: str, a: int | Endpoint, b: int | Endpoint) -> Limb:

@@ -54,7 +54,8 @@ def load_coco(root: str | Path, split: str = "val", on_bad: OnBad = "error", min
             continue
         kps = np.asarray(ann.get("keypoints", []), dtype=np.float64)
         if kps.size != 17 * 3:
-            raise DeepPoseError(ann_path, f"annotation {k}: expected 51 keypoint values (17 x [x, y, v]), got {kps.size}")
+            raise DeepPoseError(ann_path, f"annotation {k}: expected 51 keypoint values (17 x [x, y, v]), "
+                                          f"got {kps.size}")
         kps = kps.reshape(17, 3)
         labelled = kps[:, 2] > 0
         if labelled.sum() < min_keypoints:

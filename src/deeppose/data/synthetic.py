@@ -2,7 +2,8 @@
 
 Each person has random limb lengths and angles, random clothing and skin colours, a frontal or back view
 (a frontal face shows skin and eyes, a back view dark hair, so left/right stays decidable), and a cluttered
-textured background. Limbs are drawn in depth order and a joint is flagged occluded when another body part covers it. Images are
+textured background. Limbs are drawn in depth order and a joint is flagged occluded when another body part
+covers it. Images are
 deterministic per (seed, split, index), independent of how many are generated.
 """
 

@@ -12,8 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from deeppose.data.sample import Sample
-from deeppose.geometry import (augmentation_matrix, crop_pixel_to_normalized, square_box, transform_points,
-                               warp_image, whole_image_box)
+from deeppose.geometry import (
+    augmentation_matrix,
+    crop_pixel_to_normalized,
+    square_box,
+    transform_points,
+    warp_image,
+    whole_image_box,
+)
 from deeppose.skeleton import Skeleton
 
 

@@ -88,7 +88,8 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
             raise ValueError("deeppose-alexnet is trained from scratch, as in the paper; no backbone weights")
         return DeepPoseAlexNet(num_joints, 0.6 if dropout is None else dropout)
     if arch == "small":
-        return SmallRegressor(num_joints, input_size, width=round(16 * width), dropout=0.1 if dropout is None else dropout)
+        return SmallRegressor(num_joints, input_size, width=round(16 * width),
+                              dropout=0.1 if dropout is None else dropout)
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     backbone = build_backbone(arch, width)

@@ -46,5 +46,6 @@ class SmallRegressor(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 RGB crops -> (B, K, 2) normalized joint coordinates."""
         if images.shape[-2:] != (self.input_size, self.input_size):
-            raise ValueError(f"images: expected (B, 3, {self.input_size}, {self.input_size}), got {tuple(images.shape)}")
+            raise ValueError(f"images: expected (B, 3, {self.input_size}, {self.input_size}), "
+                             f"got {tuple(images.shape)}")
         return self.head(self.features(self.normalize(images))).view(-1, self.num_joints, 2)
