@@ -17,9 +17,8 @@ from torch.utils.data import DataLoader
 
 from deeppose.config import load_config
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import EpochSampler, build_datasets, make_optimizer, resolve_weights
+from deeppose.engine import EpochSampler, build_datasets, build_model, make_optimizer
 from deeppose.losses import LOSSES, masked_mean
-from deeppose.models.factory import create_model
 
 
 def step(model, opt, loss_fn, batch, channels_last: bool) -> None:  # noqa: ANN001
@@ -43,11 +42,7 @@ def main() -> int:
     cfg = load_config(args.config, args.overrides)
     train, _ = build_datasets(cfg.data, cfg.seed)
     crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
-    model = create_model(cfg.model.arch, train.skeleton.num_joints, cfg.data.input_size, cfg.model.dropout,
-                         cfg.model.width, cfg.model.stride, cfg.model.reduce, cfg.model.hidden,
-                         resolve_weights(cfg.model.backbone_weights)).train()
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg, train.skeleton.num_joints).train()
     opt, _ = make_optimizer(model, cfg, 10_000)
     loss_fn = LOSSES[cfg.loss]
     bs = cfg.optim.batch_size

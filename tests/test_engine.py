@@ -1,11 +1,12 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from deeppose.config import load_config
-from deeppose.engine import fit
+from deeppose.engine import build_model, fit
 from deeppose.errors import DeepPoseError
 
 
@@ -29,6 +30,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path):
     assert part["stopped_early"] and part["steps"] == 3
     rest = fit(cfg, tmp_path / "part", resume=True, progress=False)
     assert rest["steps"] == full["steps"] == 2 * (32 // 8)
+    # the time budget counts the training time of every call of a resumed run
+    assert abs(rest["train_seconds"] - (part["train_seconds"] + rest["seconds"])) < 1.0
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -54,3 +57,14 @@ def test_config_errors_are_clear(data_dir, tmp_path):
         _cfg(data_dir, "optim.nope=1")
     with pytest.raises(DeepPoseError, match="unknown loss"):
         fit(_cfg(data_dir, "loss=huber"), tmp_path / "x", progress=False)
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_committed_recipes_load_and_build(recipe):
+    cfg = load_config(recipe, ["model.backbone_weights="])
+    model = build_model(cfg, num_joints=14)
+    size = cfg.data.input_size
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+    assert out.shape == (1, 14, 2)
+    assert 0 < cfg.max_minutes <= 90  # every recipe fits the 90-minute CPU budget

@@ -74,3 +74,19 @@ def test_feature_strides():
     assert [m.feature_channels(s) for s in (8, 16, 32)] == [32, 96, 1280]
     r = ResNet(18)
     assert [r.forward_features(x, s).shape[1] for s in (8, 16, 32)] == [128, 256, 512]
+
+
+def test_freeze_bn_keeps_backbone_statistics_and_trains_the_head():
+    model = create_model("mobilenet_v2", 14, 64, freeze_bn=True).train()
+    backbone_bn = model.backbone.features[3].conv[0][1]
+    head_bn = model.head.reduce[1]
+    before_backbone, before_head = backbone_bn.running_mean.clone(), head_bn.running_mean.clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randint(0, 255, (4, 3, 64, 64), dtype=torch.uint8)).sum().backward()
+    opt.step()
+    assert model.training and not backbone_bn.training and head_bn.training
+    torch.testing.assert_close(backbone_bn.running_mean, before_backbone)
+    assert not torch.equal(head_bn.running_mean, before_head)
+    assert backbone_bn.weight.grad is not None  # affine parameters still learn
+    unfrozen = create_model("mobilenet_v2", 14, 64).train()
+    assert unfrozen.backbone.features[3].conv[0][1].training

@@ -92,7 +92,8 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         m = meta["model"]
         model = create_model(m["arch"], meta["num_joints"], meta["input_size"], dropout=m.get("dropout"),
                              width=m.get("width", 1.0), stride=m.get("stride", 32), reduce=m.get("reduce", 128),
-                             hidden=m.get("hidden", 0))
+                             hidden=m.get("hidden", 0), freeze_bn=m.get("freeze_bn", False),
+                             head=m.get("head", "fc"))
     except (KeyError, TypeError, ValueError) as exc:
         raise DeepPoseError(path, f"checkpoint metadata does not describe a model ({exc})") from None
     try:

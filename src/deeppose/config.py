@@ -52,12 +52,14 @@ class ModelConfig:
     """Architecture (see models.factory.create_model)."""
 
     arch: str = "mobilenet_v2"
+    head: str = "fc"
     width: float = 1.0
     dropout: float | None = None
     stride: int = 32
     reduce: int = 128
     hidden: int = 0
     backbone_weights: str = ""
+    freeze_bn: bool = False
     channels_last: bool = True
 
 
@@ -90,7 +92,8 @@ class TrainConfig:
         loss: "l2" (DeepPose Eq. 4) or "l1".
         loss_mask: "labelled" (every joint with a coordinate, LSP's occluded ones included) or "visible".
         epochs: passes over the training data; the schedule spans all of them.
-        max_minutes: stop (with a checkpoint) after this much wall time (0: no limit).
+        max_minutes: stop (with a checkpoint) after this much training wall time, summed over resumed calls
+            (0: no limit).
         checkpoint_minutes: also checkpoint inside an epoch this often, so a killed run loses little.
         val_alpha: PCK threshold used to pick the best checkpoint.
     """

@@ -35,6 +35,7 @@ from deeppose.models.factory import count_parameters, create_model
 from deeppose.paths import data_root, weights_root
 
 TRAIN_LOG_EVERY = 10  # steps between rows of train_log.csv
+STATUS_LINE_SECONDS = 60.0  # without a progress bar (output to a file), one status line this often
 
 
 class EpochSampler(Sampler[int]):
@@ -88,6 +89,14 @@ def resolve_weights(path: str) -> str | None:
     if Path(path).is_file() or not (weights_root() / path).is_file():
         return path
     return str(weights_root() / path)
+
+
+def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
+    """The configured stage-1 model with its backbone weights loaded (channels_last if configured)."""
+    m = cfg.model
+    model = create_model(m.arch, num_joints, cfg.data.input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
+                         resolve_weights(m.backbone_weights), m.freeze_bn, m.head)
+    return model.to(memory_format=torch.channels_last) if m.channels_last else model
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
@@ -151,9 +160,11 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
         resume: continue from out/last.pt (same config required).
         stop_after_steps: stop with a checkpoint after this many steps of this call (0: off); the schedule is
             unchanged, so a later `resume=True` call continues exactly.
+        progress: show a progress bar (loss, lr, images/s, ETA); without it a status line is printed every
+            STATUS_LINE_SECONDS, for logs written to a file.
 
     Returns:
-        summary dict: steps, epochs, best validation PCK, seconds, images/s.
+        summary dict: steps, epochs, best validation PCK, seconds of this call and of the whole run, images/s.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -169,11 +180,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     torch.manual_seed(cfg.seed)
     train, val = build_datasets(cfg.data, cfg.seed)
     crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
-    model = create_model(cfg.model.arch, train.skeleton.num_joints, cfg.data.input_size, cfg.model.dropout,
-                         cfg.model.width, cfg.model.stride, cfg.model.reduce, cfg.model.hidden,
-                         resolve_weights(cfg.model.backbone_weights))
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg, train.skeleton.num_joints)
     if cfg.loss not in LOSSES:
         raise DeepPoseError(None, f"config loss: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
     if cfg.loss_mask not in ("labelled", "visible"):
@@ -186,7 +193,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     total_steps = cfg.epochs * steps_per_epoch
     opt, sched = make_optimizer(model, cfg, total_steps)
     meta = model_meta(cfg, train.skeleton.num_joints, train.skeleton.name)
-    epoch, step, best = 0, 0, -1.0
+    epoch, step, best, seconds_before = 0, 0, -1.0, 0.0
     if resume:
         ckpt = load_checkpoint(last_path)
         if ckpt["meta"].get("config") != meta["config"]:
@@ -196,6 +203,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng_torch"])
         epoch, step, best = ckpt["meta"]["epoch"], ckpt["meta"]["step"], ckpt["meta"]["best_val_pck"]
+        seconds_before = float(ckpt["meta"].get("train_seconds", 0.0))
     else:
         write_json(out / "config.json", meta["config"])
     writer = SummaryWriter(str(out / "tb"))
@@ -205,11 +213,13 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
 
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, model, {**meta, "epoch": epoch, "step": step, "best_val_pck": best,
-                                      "n_parameters": n_params}, optimizer=opt.state_dict(),
+                                      "n_parameters": n_params,
+                                      "train_seconds": seconds_before + time.perf_counter() - start},
+                        optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), rng_torch=torch.get_rng_state())
 
     start = time.perf_counter()
-    last_ckpt = start
+    last_ckpt = last_line = start
     steps_run, images_seen, stopped = 0, 0, False
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress,
                dynamic_ncols=True)
@@ -240,12 +250,18 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             lr = opt.param_groups[0]["lr"]
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", img_s=f"{images_seen / elapsed:.1f}")
+            if not progress and time.perf_counter() - last_line > STATUS_LINE_SECONDS:
+                last_line = time.perf_counter()
+                eta = (total_steps - step) * elapsed / steps_run
+                print(f"step {step}/{total_steps} epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.4f} lr {lr:.2e} "
+                      f"{images_seen / elapsed:.1f} img/s ETA {eta / 60:.0f} min", flush=True)
             if step % TRAIN_LOG_EVERY == 0:
                 rows.append({"step": step, "epoch": epoch, "loss": round(loss.item(), 6), "lr": lr,
-                             "images_per_s": round(images_seen / elapsed, 2), "seconds": round(elapsed, 1)})
+                             "images_per_s": round(images_seen / elapsed, 2),
+                             "seconds": round(seconds_before + elapsed, 1)})
                 writer.add_scalar("train/loss", loss.item(), step)
                 writer.add_scalar("train/lr", lr, step)
-            out_of_time = cfg.max_minutes > 0 and elapsed > cfg.max_minutes * 60
+            out_of_time = cfg.max_minutes > 0 and seconds_before + elapsed > cfg.max_minutes * 60
             if (stop_after_steps and steps_run >= stop_after_steps) or out_of_time:
                 stopped = True
                 break
@@ -259,7 +275,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             metrics = validate(model, val, cfg.data.input_size, cfg.val_alpha)
             _append_csv(out / "val_log.csv", [{"epoch": epoch, "step": step, **{k: round(v, 5) for k, v in
                                                                                metrics.items()},
-                                               "seconds": round(time.perf_counter() - start, 1)}])
+                                               "seconds": round(seconds_before + time.perf_counter() - start, 1)}])
             for k, v in metrics.items():
                 writer.add_scalar(f"val/{k}", v, step)
             bar.write(f"epoch {epoch}/{cfg.epochs}: val PCK@{cfg.val_alpha:g} {metrics['val_pck']:.4f}  "
@@ -278,5 +294,6 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     writer.close()
     elapsed = time.perf_counter() - start
     return {"steps": step, "epochs_done": epoch, "stopped_early": stopped, "best_val_pck": best,
-            "seconds": round(elapsed, 1), "images_per_s": round(images_seen / max(elapsed, 1e-9), 2),
+            "seconds": round(elapsed, 1), "train_seconds": round(seconds_before + elapsed, 1),
+            "images_per_s": round(images_seen / max(elapsed, 1e-9), 2),
             "n_parameters": n_params}

@@ -67,8 +67,8 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
 
 
 def create_model(arch: str, num_joints: int, input_size: int, dropout: float | None = None, width: float = 1.0,
-                 stride: int = 32, reduce: int = 128, hidden: int = 0, backbone_weights: str | Path | None = None
-                 ) -> nn.Module:
+                 stride: int = 32, reduce: int = 128, hidden: int = 0, backbone_weights: str | Path | None = None,
+                 freeze_bn: bool = False, head: str = "fc") -> nn.Module:
     """Create a stage-1 regressor.
 
     Args:
@@ -80,6 +80,8 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
         width: channel multiplier (MobileNetV2) or first-layer width / 16 ("small").
         stride, reduce, hidden: where and how the FC head reads the backbone (see BackboneRegressor).
         backbone_weights: optional torchvision-layout ImageNet weights for the backbone.
+        freeze_bn: keep the backbone's BatchNorm statistics fixed while training (see BackboneRegressor).
+        head: "fc" or "soft_argmax" for the backbone architectures (see BackboneRegressor).
     """
     if arch == "deeppose-alexnet":
         if input_size != 220:
@@ -96,7 +98,7 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
     if backbone_weights:
         load_backbone_weights(backbone, backbone_weights)
     return BackboneRegressor(backbone, num_joints, input_size, stride, reduce, hidden,
-                             0.2 if dropout is None else dropout)
+                             0.2 if dropout is None else dropout, freeze_bn, head)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -95,6 +95,16 @@ class MobileNetV2(nn.Module):
         """(B, 3, H, W) normalized images -> (B, C, H / stride, W / stride) features."""
         return self.features[: self.feature_end(stride) + 1](x)
 
+    def forward_pyramid(self, x: torch.Tensor, strides: tuple[int, ...]) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalized images -> the features at each of `strides` (ascending), in one pass."""
+        ends = [self.feature_end(s) for s in strides]
+        out = []
+        for i, layer in enumerate(self.features[: ends[-1] + 1]):
+            x = layer(x)
+            if i in ends:
+                out.append(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
         return self.classifier(x)

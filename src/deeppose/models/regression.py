@@ -1,4 +1,4 @@
-"""Stage-1 regressors: a backbone's feature map -> fully-connected layers -> 2K box-normalized coordinates."""
+"""Stage-1 regressors: backbone features -> a regression head -> K box-normalized (x, y) coordinates."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import torch
 from torch import nn
 
 from deeppose.models.normalize import InputNormalize
+from deeppose.models.soft_argmax import SoftArgmaxHead
+
+HEADS = ("fc", "soft_argmax")
 
 
 class FCRegressionHead(nn.Module):
@@ -44,17 +47,24 @@ class FCRegressionHead(nn.Module):
 
 
 class BackboneRegressor(nn.Module):
-    """psi(x; theta) = FC head on backbone features: (B, 3, S, S) uint8 crops -> (B, K, 2) normalized joints.
+    """psi(x; theta) = a head on backbone features: (B, 3, S, S) uint8 crops -> (B, K, 2) normalized joints.
 
     Args:
-        backbone: a module with `forward_features(x, stride)` and `feature_channels(stride)`.
+        backbone: a module with `forward_features(x, stride)`, `forward_pyramid(x, strides)` and
+            `feature_channels(stride)`.
         input_size: side of the square input crop (a multiple of `stride`).
-        stride: output stride of the features the head reads (8, 16 or 32).
+        stride: output stride of the features the FC head reads, or of the soft-argmax heatmaps (8, 16 or 32).
+        reduce: channels of the FC head's 1x1 reduction, or of the soft-argmax head's pyramid.
+        head: "fc" (DeepPose: fully-connected layers) or "soft_argmax" (heatmaps -> spatial softmax -> DSNT).
+        freeze_bn: keep the backbone's BatchNorm layers in eval mode while training (their running statistics
+            fixed, their affine parameters still learned), so an ImageNet backbone starts as exactly the
+            pretrained function; the head's BatchNorm still trains normally.
     """
 
     def __init__(self, backbone: nn.Module, num_joints: int, input_size: int, stride: int = 32, reduce: int = 128,
-                 hidden: int = 0, dropout: float = 0.2) -> None:
+                 hidden: int = 0, dropout: float = 0.2, freeze_bn: bool = False, head: str = "fc") -> None:
         super().__init__()
+        self.freeze_bn = freeze_bn
         if input_size % stride:
             raise ValueError(f"input_size {input_size} must be a multiple of the feature stride {stride}")
         self.num_joints = num_joints
@@ -62,11 +72,32 @@ class BackboneRegressor(nn.Module):
         self.stride = stride
         self.normalize = InputNormalize()
         self.backbone = backbone
-        self.head = FCRegressionHead(backbone.feature_channels(stride), input_size // stride, num_joints, reduce,
-                                     hidden, dropout)
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+        self.head_kind = head
+        # The soft-argmax head reads every backbone level from its heatmap stride to the deepest.
+        self.strides = tuple(s for s in (8, 16, 32) if s >= stride)
+        self.head: nn.Module
+        if head == "fc":
+            self.head = FCRegressionHead(backbone.feature_channels(stride), input_size // stride, num_joints,
+                                         reduce, hidden, dropout)
+        else:
+            self.head = SoftArgmaxHead([backbone.feature_channels(s) for s in self.strides], num_joints, reduce,
+                                       dropout)
+
+    def train(self, mode: bool = True) -> BackboneRegressor:
+        super().train(mode)
+        if mode and self.freeze_bn:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(f"images: expected (B, 3, {self.input_size}, {self.input_size}), got "
                              f"{tuple(images.shape)}")
-        return self.head(self.backbone.forward_features(self.normalize(images), self.stride))
+        x = self.normalize(images)
+        if self.head_kind == "fc":
+            return self.head(self.backbone.forward_features(x, self.stride))
+        return self.head(self.backbone.forward_pyramid(x, self.strides))

@@ -98,5 +98,19 @@ class ResNet(nn.Module):
                 break
         return x
 
+    def forward_pyramid(self, x: torch.Tensor, strides: tuple[int, ...]) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalized images -> the features at each of `strides` (ascending), in one pass."""
+        for s in strides:
+            self.feature_channels(s)
+        x = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        out = []
+        for s, layer in ((8, self.layer2), (16, self.layer3), (32, self.layer4)):
+            if s > strides[-1]:
+                break
+            x = layer(x)
+            if s in strides:
+                out.append(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.forward_features(x), 1), 1))
