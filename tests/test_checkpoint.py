@@ -73,3 +73,23 @@ def test_joints_box_frames_the_pose():
     y = np.array([[10.0, 20.0], [30.0, 100.0], [500.0, 500.0]])
     box = joints_box(y, np.array([True, True, False]), scale=1.5)
     np.testing.assert_allclose(box, [20, 60, 120, 120])
+
+
+def test_backbone_classifier_is_neither_kept_nor_required(tmp_path):
+    from deeppose.checkpoint import ship_checkpoint
+
+    model = create_model("mobilenet_v2", 14, 64, head="soft_argmax", stride=8, reduce=16)
+    assert not [k for k in model.state_dict() if k.startswith("backbone.classifier.")]
+    meta = {**_meta("mobilenet_v2", 64), "model": {"arch": "mobilenet_v2", "head": "soft_argmax", "stride": 8,
+                                                   "reduce": 16}}
+    # A checkpoint written before the classifier was dropped still loads, and its shipped copy leaves it out.
+    old = {**model.state_dict(), "backbone.classifier.1.weight": torch.zeros(1000, 1280),
+           "backbone.classifier.1.bias": torch.zeros(1000)}
+    holder = torch.nn.Module()
+    holder.state_dict = lambda: old  # save_checkpoint only reads the state_dict
+    save_checkpoint(tmp_path / "old.pt", holder, meta)
+    loaded, _ = model_from_checkpoint(tmp_path / "old.pt")
+    ship_checkpoint(tmp_path / "old.pt", tmp_path / "s.pt")
+    assert not [k for k in load_checkpoint(tmp_path / "s.pt")["model"] if "classifier" in k]
+    x = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    torch.testing.assert_close(loaded(x), model.eval()(x))

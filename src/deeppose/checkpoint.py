@@ -84,7 +84,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Returns:
         (model in eval mode, meta).
     """
-    from deeppose.models.factory import create_model
+    from deeppose.models.factory import create_model, unused_classifier_keys
 
     ckpt = load_checkpoint(path)
     meta = ckpt["meta"]
@@ -96,8 +96,9 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                              head=m.get("head", "fc"))
     except (KeyError, TypeError, ValueError) as exc:
         raise DeepPoseError(path, f"checkpoint metadata does not describe a model ({exc})") from None
+    state = {k: v for k, v in ckpt["model"].items() if k not in unused_classifier_keys(ckpt["model"])}
     try:
-        model.load_state_dict(ckpt["model"], strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise DeepPoseError(path, f"weights do not fit architecture {m['arch']!r}: {' '.join(lines[1:3])[:240]}") \
@@ -107,12 +108,16 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def ship_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:
-    """Write an inference-only copy of a checkpoint: weights (fp16 floats if `half`) and meta, no optimizer state.
+    """Write an inference-only copy of a checkpoint: weights (fp16 floats if `half`) and meta, no optimizer state
+    and no unused ImageNet classifier.
 
     fp16 storage halves the file; `model_from_checkpoint` loads it into the float32 model unchanged otherwise.
     """
+    from deeppose.models.factory import unused_classifier_keys
+
     ckpt = load_checkpoint(src)
-    state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    unused = set(unused_classifier_keys(ckpt["model"]))
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items() if k not in unused}
     meta = {**ckpt["meta"], "shipped_from": Path(src).name, "weights_dtype": "float16" if half else "float32"}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,19 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     log.info("loaded %d backbone tensors from %s (dropped classifier keys: %s)", len(state), path, dropped)
 
 
+def drop_classifier(backbone: nn.Module) -> None:
+    """Replace a backbone's ImageNet classifier (never used by a pose head) by an identity, in place, so
+    checkpoints and shipped files do not carry its weights."""
+    for name in ("classifier", "fc"):
+        if isinstance(getattr(backbone, name, None), nn.Module):
+            setattr(backbone, name, nn.Identity())
+
+
+def unused_classifier_keys(state: dict) -> list[str]:
+    """Keys of a backbone's ImageNet classifier in a pose model's state_dict (written by older versions)."""
+    return [k for k in state if k.startswith(("backbone.classifier.", "backbone.fc."))]
+
+
 def create_model(arch: str, num_joints: int, input_size: int, dropout: float | None = None, width: float = 1.0,
                  stride: int = 32, reduce: int = 128, hidden: int = 0, backbone_weights: str | Path | None = None,
                  freeze_bn: bool = False, head: str = "fc") -> nn.Module:
@@ -97,11 +110,11 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
     backbone = build_backbone(arch, width)
     if backbone_weights:
         load_backbone_weights(backbone, backbone_weights)
+    drop_classifier(backbone)
     return BackboneRegressor(backbone, num_joints, input_size, stride, reduce, hidden,
                              0.2 if dropout is None else dropout, freeze_bn, head)
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameters a pose model uses: a backbone's unused ImageNet classifier is not counted."""
-    return sum(p.numel() for name, p in model.named_parameters()
-               if not name.startswith(("backbone.classifier.", "backbone.fc.")))
+    """Number of parameters of a model (a pose model's backbone carries no ImageNet classifier)."""
+    return sum(p.numel() for p in model.parameters())
