@@ -1,7 +1,9 @@
 """Inference speed and memory of a checkpoint: ms/image at batch 1 (1 and 2 threads), images/s at batch 32 on 2
 threads, with and without the flip test, and the peak resident memory of a process doing only that (each case
 in a fresh subprocess). The "image" case times `Predictor.predict_image` on a 200 x 200 RGB array (the crop's
-affine warp included, JPEG decoding not), the others the network on ready uint8 crops.
+affine warp included, JPEG decoding not), the others the network on ready uint8 crops. For a cascade checkpoint
+the crops come with their sources (the box at the cascade's source resolution) and every case is timed for
+stage 1 alone and for the whole cascade (`stages`), so the cost of the refinement stages reads directly.
 
     python benchmarks/inference.py --checkpoint models/deeppose_mobilenet_v2_lsp.pt --name inference_mobilenet_v2
 """
@@ -20,23 +22,25 @@ import torch
 from common import write_result
 
 
-def measure(checkpoint: str, batch: int, threads: int, repeats: int, flip: bool, image: bool) -> dict:
+def measure(checkpoint: str, batch: int, threads: int, repeats: int, flip: bool, image: bool, stages: int) -> dict:
     """Runs inside the subprocess: time the Predictor on uint8 crops (or on one whole image)."""
     import numpy as np
 
     from deeppose.inference import Predictor
 
     torch.set_num_threads(threads)
-    predictor = Predictor.from_checkpoint(checkpoint, flip=flip)
+    predictor = Predictor.from_checkpoint(checkpoint, flip=flip, stages=stages or None)
     size = predictor.input_size
     x = torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8)
+    r = predictor.source_size
+    sources = torch.randint(0, 255, (batch, 3, r, r), dtype=torch.uint8) if r else None
     rgb = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
 
     def run() -> None:
         if image:
             predictor.predict_image(rgb)
         else:
-            predictor(x)
+            predictor(x, sources)
 
     times = []
     with torch.inference_mode():
@@ -48,7 +52,7 @@ def measure(checkpoint: str, batch: int, threads: int, repeats: int, flip: bool,
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {"case": "image" if image else "crops", "batch": batch, "threads": threads, "flip": flip,
-            "input_size": size, "repeats": repeats,
+            "stages": predictor.stages, "input_size": size, "repeats": repeats,
             "ms_per_batch_median": round(median * 1e3, 3), "ms_per_image": round(median * 1e3 / batch, 3),
             "images_per_s": round(batch / median, 1),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -58,16 +62,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--name", required=True)
-    parser.add_argument("--worker", nargs=5, metavar=("BATCH", "THREADS", "REPEATS", "FLIP", "IMAGE"),
+    parser.add_argument("--worker", nargs=6, metavar=("BATCH", "THREADS", "REPEATS", "FLIP", "IMAGE", "STAGES"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        b, t, r, f, i = args.worker
-        print(json.dumps(measure(args.checkpoint, int(b), int(t), int(r), f == "1", i == "1")))
+        b, t, r, f, i, s = args.worker
+        print(json.dumps(measure(args.checkpoint, int(b), int(t), int(r), f == "1", i == "1", int(s))))
         return 0
-    # (batch, threads, repeats, flip, whole image)
-    cases = [(1, 1, 100, 0, 0), (1, 2, 100, 0, 0), (32, 2, 20, 0, 0), (1, 1, 100, 1, 0), (32, 2, 20, 1, 0),
-             (1, 2, 100, 0, 1)]
+    from deeppose.checkpoint import load_checkpoint
+
+    n_stages = load_checkpoint(args.checkpoint)["meta"].get("stages", 1)
+    # (batch, threads, repeats, flip, whole image, stages; 0 = all)
+    cases = [(1, 1, 100, 0, 0, 0), (1, 2, 100, 0, 0, 0), (32, 2, 20, 0, 0, 0), (1, 1, 100, 1, 0, 0),
+             (32, 2, 20, 1, 0, 0), (1, 2, 100, 0, 1, 0)]
+    if n_stages > 1:
+        cases = [(1, 1, 100, 0, 0, 1), (1, 1, 100, 0, 0, 0), (32, 2, 20, 0, 0, 1), (32, 2, 20, 0, 0, 0),
+                 (1, 2, 100, 0, 1, 1), (1, 2, 100, 0, 1, 0)]
     results = []
     for case in cases:
         out = subprocess.run([sys.executable, __file__, "--checkpoint", args.checkpoint, "--name", args.name,

@@ -78,22 +78,41 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def network_from_meta(m: dict[str, Any], num_joints: int, input_size: int) -> nn.Module:
+    """Build (untrained) the network a model config dict describes (keys of config.ModelConfig)."""
+    from deeppose.models.factory import create_model
+
+    return create_model(m["arch"], num_joints, input_size, dropout=m.get("dropout"), width=m.get("width", 1.0),
+                        stride=m.get("stride", 32), reduce=m.get("reduce", 128), hidden=m.get("hidden", 0),
+                        freeze_bn=m.get("freeze_bn", False), head=m.get("head", "fc"),
+                        top_stride=m.get("top_stride", 32))
+
+
+def model_from_meta(meta: dict[str, Any]) -> nn.Module:
+    """Build (untrained) a stage-1 model or, for meta["kind"] == "cascade", the whole cascade."""
+    if meta.get("kind") == "cascade":
+        from deeppose.models.cascade import Cascade
+        from deeppose.skeleton import get_skeleton
+
+        stage1 = model_from_meta(meta["stage1"])
+        refiners = [network_from_meta(r["model"], meta["num_joints"], meta["crop_size"]) for r in meta["refiners"]]
+        return Cascade(stage1, refiners, get_skeleton(meta["skeleton"]), meta["sigma"], meta["crop_size"],
+                       meta["source_size"])
+    return network_from_meta(meta["model"], meta["num_joints"], meta["input_size"])
+
+
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes and load its weights with strict=True.
+    """Rebuild the model (stage 1 or a cascade) a checkpoint describes and load its weights with strict=True.
 
     Returns:
         (model in eval mode, meta).
     """
-    from deeppose.models.factory import create_model, unused_classifier_keys
+    from deeppose.models.factory import unused_classifier_keys
 
     ckpt = load_checkpoint(path)
     meta = ckpt["meta"]
     try:
-        m = meta["model"]
-        model = create_model(m["arch"], meta["num_joints"], meta["input_size"], dropout=m.get("dropout"),
-                             width=m.get("width", 1.0), stride=m.get("stride", 32), reduce=m.get("reduce", 128),
-                             hidden=m.get("hidden", 0), freeze_bn=m.get("freeze_bn", False),
-                             head=m.get("head", "fc"))
+        model = model_from_meta(meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise DeepPoseError(path, f"checkpoint metadata does not describe a model ({exc})") from None
     state = {k: v for k, v in ckpt["model"].items() if k not in unused_classifier_keys(ckpt["model"])}
@@ -101,8 +120,8 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise DeepPoseError(path, f"weights do not fit architecture {m['arch']!r}: {' '.join(lines[1:3])[:240]}") \
-            from None
+        raise DeepPoseError(path, f"weights do not fit architecture {meta.get('arch')!r}: "
+                                  f"{' '.join(lines[1:3])[:240]}") from None
     model.eval()
     return model, meta
 

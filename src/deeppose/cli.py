@@ -66,29 +66,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from deeppose.engine import fit
 
     cfg = load_config(args.config, args.overrides)
-    summary = fit(cfg, args.out, resume=args.resume, stop_after_steps=args.stop_after_steps,
-                  progress=sys.stderr.isatty())
+    if cfg.cascade.stages > 1:
+        from deeppose.cascade_train import train_cascade
+
+        if args.stop_after_steps:
+            raise DeepPoseError(args.config, "--stop-after-steps applies to one stage; use --stage and --resume")
+        summary = train_cascade(cfg, args.out, resume=args.resume, upto_stage=args.stage,
+                                progress=sys.stderr.isatty())
+    else:
+        summary = fit(cfg, args.out, resume=args.resume, stop_after_steps=args.stop_after_steps,
+                      progress=sys.stderr.isatty())
     print(json.dumps(summary))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from deeppose.data import load_dataset
-    from deeppose.evaluation import format_pcp_table, write_report
+    from deeppose.evaluation import format_pcp_table, write_report, write_stage_report
     from deeppose.inference import Predictor
     from deeppose.paths import data_root
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip)
+    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip, stages=args.stages)
     root = Path(args.root) if args.root else data_root() / args.dataset
     dataset = load_dataset(args.dataset, root, args.split)
     if dataset.skeleton.name != predictor.skeleton.name:
         raise DeepPoseError(args.checkpoint, f"model predicts {predictor.skeleton.name} joints but {args.dataset} "
                                              f"has {dataset.skeleton.name}")
-    pred = predictor.predict_dataset(dataset, args.batch_size, args.workers, progress=sys.stderr.isatty())
+    pred = predictor.predict_dataset(dataset, args.batch_size, args.workers, progress=sys.stderr.isatty(),
+                                     all_stages=True)
     name = Path(args.checkpoint).stem + (" + flip" if args.flip else "")
-    metrics = write_report(args.out, pred, dataset, f"{name} on {args.dataset} {args.split}",
-                           extra={"checkpoint": str(args.checkpoint), "flip_test": args.flip})
-    print(format_pcp_table({name[:14]: metrics["pcp"]}))
+    title = f"{name} on {args.dataset} {args.split}"
+    extra = {"checkpoint": str(args.checkpoint), "flip_test": args.flip}
+    if predictor.is_cascade:
+        metrics = write_stage_report(args.out, pred, dataset, title, extra={**extra, "n_stages": pred.shape[1]})
+        print(format_pcp_table({f"st{st['stage']}": st["pcp"] for st in metrics["stages"]}))
+    else:
+        metrics = write_report(args.out, pred[:, 0], dataset, title, extra=extra)
+        print(format_pcp_table({name[:14]: metrics["pcp"]}))
     print("PCK " + "  ".join(f"@{a}: {metrics['pck'][a]:.3f}" for a in ("0.05", "0.1", "0.15", "0.2")) +
           f"   ({metrics['n_images']} images, {metrics['n_joints']} joints)   report: {args.out}")
     return 0
@@ -111,7 +125,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.inference import Predictor
     from deeppose.visualize import draw_pose, save_image
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip)
+    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip, stages=args.stages)
     box = _parse_box(args.box) if args.box else None
     images: list[Path] = []
     for item in map(Path, args.inputs):
@@ -130,6 +144,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         write_json(out / f"{path.stem}.json", {
             "image": str(path), "width": image.shape[1], "height": image.shape[0],
             "box": None if box is None else box.tolist(), "skeleton": predictor.skeleton.name,
+            "stages": predictor.stages,
             "joints": [{"name": n, "x": float(x), "y": float(y)} for n, (x, y) in zip(predictor.skeleton.joints,
                                                                                         joints)]})
         save_image(out / f"{path.stem}.png",
@@ -166,12 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.set_defaults(func=_cmd_data_synth)
 
-    train = sub.add_parser("train", help="train a stage-1 regressor from a config")
+    train = sub.add_parser("train", help="train a stage-1 regressor, or a cascade (cascade.stages > 1), from a config")
     train.add_argument("--config", help="YAML/JSON config (default: built-in defaults)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
     train.add_argument("--out", required=True, help="run folder (checkpoints, logs, config.json)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     train.add_argument("--stop-after-steps", type=int, default=0, help="stop with a checkpoint after N steps")
+    train.add_argument("--stage", type=int, help="cascade: train only up to this stage (finished stages are skipped)")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint: metrics.json, PCP table, PDJ plot, stick figures")
@@ -180,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--root", help="dataset folder (default: $DEEPPOSE_DATA/<dataset>)")
     ev.add_argument("--split", default="test")
     ev.add_argument("--flip", action="store_true", help="flip test: average with the mirrored prediction")
+    ev.add_argument("--stages", type=int, help="cascade: evaluate stages 1..N (default all)")
     ev.add_argument("--out", required=True, help="report folder")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--workers", type=int, default=0)
@@ -191,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True)
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image, LSP's convention)")
     pr.add_argument("--flip", action="store_true", help="flip test")
+    pr.add_argument("--stages", type=int, help="cascade: run stages 1..N (default all)")
     pr.set_defaults(func=_cmd_predict)
 
     ship = sub.add_parser("ship", help="inference-only copy of a checkpoint (fp16 weights, no optimizer state)")

@@ -56,6 +56,7 @@ class ModelConfig:
     width: float = 1.0
     dropout: float | None = None
     stride: int = 32
+    top_stride: int = 32
     reduce: int = 128
     hidden: int = 0
     backbone_weights: str = ""
@@ -85,6 +86,45 @@ class OptimConfig:
 
 
 @dataclass
+class CascadeConfig:
+    """DeepPose's refinement stages s >= 2 (Eq. 6-8); `stages: 1` means a stage-1 regressor alone.
+
+    Attributes:
+        stages: S, the number of stages of the cascade (paper: 3).
+        sigma: joint box side relative to the pose diameter, b_i = (y_i, sigma diam(y), sigma diam(y))
+            (Eq. 7; paper: 2.0 on LSP, 1.0 on FLIC).
+        crop_size: side of the sub-image N(x; b_i) a refinement stage sees.
+        source_size: resolution at which the person box is sampled for the sub-images (the sub-images take
+            their pixels from it, so it should reach the images' native resolution).
+        draws: simulated joint boxes per joint per image per step (Eq. 8; paper: 40 per joint per image
+            over the whole training, here drawn afresh every epoch).
+        stats_quantile: fit each joint's displacement Normal on the errors up to this quantile of their
+            length (1.0: all, the paper; below 1 leaves out the gross errors no sub-image can fix).
+        inside_only: train only on simulated boxes that contain the true joint (a soft-argmax head cannot
+            point outside its crop anyway).
+        stage1: a trained stage-1 (or shorter cascade) checkpoint to build on; "" trains stage 1 first
+            from the top-level model/optim/epochs settings.
+        model, optim, loss, epochs, max_minutes: the training of each refinement stage (same architecture
+            family every stage, separate parameters).
+    """
+
+    stages: int = 1
+    sigma: float = 2.0
+    crop_size: int = 40
+    source_size: int = 256
+    draws: int = 2
+    stats_quantile: float = 1.0
+    inside_only: bool = False
+    stage1: str = ""
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(head="soft_argmax", stride=4, top_stride=8,
+                                                                   reduce=32, dropout=0.0))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(batch_size=16))
+    loss: str = "l1"
+    epochs: int = 10
+    max_minutes: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     """A whole training run.
 
@@ -96,11 +136,13 @@ class TrainConfig:
             (0: no limit).
         checkpoint_minutes: also checkpoint inside an epoch this often, so a killed run loses little.
         val_alpha: PCK threshold used to pick the best checkpoint.
+        cascade: refinement stages on top of the stage-1 regressor (model/optim/loss/epochs above).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
     loss: str = "l1"
     loss_mask: str = "labelled"
     epochs: int = 10
@@ -164,7 +206,14 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     if unknown:
         raise DeepPoseError(None, f"config: unknown key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
                                   f"known under {prefix or 'top level'}: {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)
+                if f.default_factory is not dataclasses.MISSING}
+    kwargs = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict) and k in defaults:
+            # a partial section overrides the field's own defaults (which may differ from its class defaults)
+            v = {**json.loads(json.dumps(asdict(defaults[k]))), **v}
+        kwargs[k] = _coerce(v, hints[k], prefix + k)
     return cls(**kwargs)
 
 

@@ -10,8 +10,8 @@ import csv
 import math
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from deeppose.checkpoint import load_checkpoint, save_checkpoint
-from deeppose.config import DataConfig, TrainConfig, to_dict
+from deeppose.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
@@ -91,12 +91,16 @@ def resolve_weights(path: str) -> str | None:
     return str(weights_root() / path)
 
 
+def build_network(m: ModelConfig, num_joints: int, input_size: int) -> nn.Module:
+    """A configured network with its backbone weights loaded (channels_last if configured)."""
+    model = create_model(m.arch, num_joints, input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
+                         resolve_weights(m.backbone_weights), m.freeze_bn, m.head, m.top_stride)
+    return model.to(memory_format=torch.channels_last) if m.channels_last else model
+
+
 def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
     """The configured stage-1 model with its backbone weights loaded (channels_last if configured)."""
-    m = cfg.model
-    model = create_model(m.arch, num_joints, cfg.data.input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
-                         resolve_weights(m.backbone_weights), m.freeze_bn, m.head)
-    return model.to(memory_format=torch.channels_last) if m.channels_last else model
+    return build_network(cfg.model, num_joints, cfg.data.input_size)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
@@ -149,9 +153,54 @@ def validate(model: nn.Module, val: PoseDataset, input_size: int, alpha: float) 
             "val_pcp": pcp(pred, gt, labelled, val.skeleton)["mean"]}
 
 
+@dataclass
+class StageTask:
+    """What `fit` trains: a model, its training crops, its loss on a batch, and its validation.
+
+    Attributes:
+        model: the network whose parameters are optimized.
+        crops: the training CropDataset (its epoch is set by `fit`).
+        loss: batch dict of `crops` -> scalar loss tensor (forward pass included).
+        validate: () -> {"val_pck": ..., "val_pcp": ...} of the current weights (leaves train mode on).
+        meta: JSON-able checkpoint metadata that rebuilds the model.
+    """
+
+    model: nn.Module
+    crops: CropDataset
+    loss: Callable[[dict[str, Any]], torch.Tensor]
+    validate: Callable[[], dict[str, float]]
+    meta: dict[str, Any]
+
+
+def stage1_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset) -> StageTask:
+    """The stage-1 regressor (Eq. 2-4): crops of the person box -> K box-normalized joints."""
+    model = build_model(cfg, train.skeleton.num_joints)
+    if cfg.loss not in LOSSES:
+        raise DeepPoseError(None, f"config loss: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
+    if cfg.loss_mask not in ("labelled", "visible"):
+        raise DeepPoseError(None, f"config loss_mask: {cfg.loss_mask!r} is not 'labelled' or 'visible'")
+    loss_fn = LOSSES[cfg.loss]
+
+    def loss(item: dict[str, Any]) -> torch.Tensor:
+        images = item["image"]
+        if cfg.model.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return masked_mean(loss_fn(model(images), item["joints"]), loss_mask(cfg, item))
+
+    return StageTask(model, CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed), loss,
+                     lambda: validate(model, val, cfg.data.input_size, cfg.val_alpha),
+                     model_meta(cfg, train.skeleton.num_joints, train.skeleton.name))
+
+
+def loss_mask(cfg: TrainConfig, item: dict[str, Any]) -> torch.Tensor:
+    """(B, K) bool: the joints the loss counts (`loss_mask`: labelled, or visible only)."""
+    return item["labelled"] if cfg.loss_mask == "labelled" else item["visible"]
+
+
 def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_steps: int = 0,
-        progress: bool = True) -> dict[str, Any]:
-    """Train a stage-1 regressor as configured; write checkpoints and logs into `out`.
+        progress: bool = True, make_task: Callable[[TrainConfig, PoseDataset, PoseDataset], StageTask] = stage1_task
+        ) -> dict[str, Any]:
+    """Train a stage (by default the stage-1 regressor) as configured; write checkpoints and logs into `out`.
 
     Files: config.json, last.pt (resumable), best.pt (best validation PCK), train_log.csv, val_log.csv,
     tb/ (TensorBoard).
@@ -162,6 +211,8 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             unchanged, so a later `resume=True` call continues exactly.
         progress: show a progress bar (loss, lr, images/s, ETA); without it a status line is printed every
             STATUS_LINE_SECONDS, for logs written to a file.
+        make_task: builds the model, data, loss and validation from (cfg, train, val); the default trains
+            stage 1, `deeppose.cascade_train` passes a refinement stage.
 
     Returns:
         summary dict: steps, epochs, best validation PCK, seconds of this call and of the whole run, images/s.
@@ -179,20 +230,14 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     train, val = build_datasets(cfg.data, cfg.seed)
-    crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
-    model = build_model(cfg, train.skeleton.num_joints)
-    if cfg.loss not in LOSSES:
-        raise DeepPoseError(None, f"config loss: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
-    if cfg.loss_mask not in ("labelled", "visible"):
-        raise DeepPoseError(None, f"config loss_mask: {cfg.loss_mask!r} is not 'labelled' or 'visible'")
-    loss_fn = LOSSES[cfg.loss]
+    task = make_task(cfg, train, val)
+    model, crops, meta = task.model, task.crops, task.meta
     batch = cfg.optim.batch_size
     steps_per_epoch = len(train) // batch
     if steps_per_epoch == 0:
         raise DeepPoseError(None, f"{len(train)} training images are fewer than one batch of {batch}")
     total_steps = cfg.epochs * steps_per_epoch
     opt, sched = make_optimizer(model, cfg, total_steps)
-    meta = model_meta(cfg, train.skeleton.num_joints, train.skeleton.name)
     epoch, step, best, seconds_before = 0, 0, -1.0, 0.0
     if resume:
         ckpt = load_checkpoint(last_path)
@@ -208,7 +253,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
         write_json(out / "config.json", meta["config"])
     writer = SummaryWriter(str(out / "tb"))
     n_params = count_parameters(model)
-    print(f"training {cfg.model.arch} ({n_params / 1e6:.2f}M parameters) on {len(train)} images "
+    print(f"training {meta.get('kind', cfg.model.arch)} ({n_params / 1e6:.2f}M parameters) on {len(train)} images "
           f"({train.name}), validating on {len(val)}; {cfg.epochs} epochs x {steps_per_epoch} steps")
 
     def checkpoint(path: Path) -> None:
@@ -234,18 +279,14 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
         loader = DataLoader(crops, batch_size=batch, sampler=sampler, drop_last=True, num_workers=cfg.data.num_workers,
                             generator=torch.Generator().manual_seed(cfg.seed + epoch))
         for item in loader:
-            images = item["image"]
-            if cfg.model.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            mask = item["labelled"] if cfg.loss_mask == "labelled" else item["visible"]
-            loss = masked_mean(loss_fn(model(images), item["joints"]), mask)
+            loss = task.loss(item)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
             sched.step()
-            step, steps_run, images_seen = step + 1, steps_run + 1, images_seen + len(images)
+            step, steps_run, images_seen = step + 1, steps_run + 1, images_seen + len(item["index"])
             elapsed = time.perf_counter() - start
             lr = opt.param_groups[0]["lr"]
             bar.update(1)
@@ -272,7 +313,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
                 last_ckpt = time.perf_counter()
         if step % steps_per_epoch == 0 and step > 0 and step // steps_per_epoch > epoch:
             epoch = step // steps_per_epoch
-            metrics = validate(model, val, cfg.data.input_size, cfg.val_alpha)
+            metrics = task.validate()
             _append_csv(out / "val_log.csv", [{"epoch": epoch, "step": step, **{k: round(v, 5) for k, v in
                                                                                metrics.items()},
                                                "seconds": round(seconds_before + time.perf_counter() - start, 1)}])

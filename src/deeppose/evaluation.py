@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,15 @@ from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.geometry import invert_affine, normalized_to_crop_pixel, transform_points
 from deeppose.metrics import pckh, pcp, pdj
-from deeppose.visualize import contact_sheet, draw_pose, joint_group_curves, plot_pdj, save_image
+from deeppose.visualize import (
+    contact_sheet,
+    draw_pose,
+    joint_group_curves,
+    plot_pdj,
+    plot_pdj_stages,
+    refinement_sheet,
+    save_image,
+)
 
 
 def crops_to_image(u: torch.Tensor, affine: torch.Tensor, input_size: int) -> torch.Tensor:
@@ -27,22 +36,27 @@ def crops_to_image(u: torch.Tensor, affine: torch.Tensor, input_size: int) -> to
 
 
 @torch.inference_mode()
-def predict_dataset(model: nn.Module, dataset: PoseDataset, input_size: int, batch_size: int = 64,
-                    num_workers: int = 0, progress: bool = True) -> np.ndarray:
+def predict_dataset(model: Callable[..., torch.Tensor], dataset: PoseDataset, input_size: int, batch_size: int = 64,
+                    num_workers: int = 0, progress: bool = True, source_size: int | None = None) -> np.ndarray:
     """Predict every sample of `dataset` (plain crop of its box, no augmentation).
 
     Args:
-        model: maps (B, 3, S, S) uint8 crops to (B, K, 2) normalized crop coordinates (put in eval mode here).
+        model: maps (B, 3, S, S) uint8 crops to (B, K, 2) normalized crop coordinates (a module is put in eval
+            mode here); with `source_size` it also takes (B, 3, R, R) sources, the boxes sampled at R pixels.
 
     Returns:
-        (N, K, 2) float64 predictions in image pixels.
+        float64 predictions in image pixels, shaped like the model's output: (N, K, 2), or (N, n, K, 2) for
+        the n stages of a cascade.
     """
-    model.eval()
-    loader = DataLoader(CropDataset(dataset, input_size), batch_size=batch_size, num_workers=num_workers,
-                        generator=torch.Generator())
+    if isinstance(model, nn.Module):
+        model.eval()
+    loader = DataLoader(CropDataset(dataset, input_size, source_size=source_size), batch_size=batch_size,
+                        num_workers=num_workers, generator=torch.Generator())
     out = []
     for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
-        out.append(crops_to_image(model(batch["image"]), batch["affine"], input_size).numpy())
+        u = model(batch["image"], batch["source"]) if source_size else model(batch["image"])
+        shape = u.shape
+        out.append(crops_to_image(u.reshape(shape[0], -1, 2), batch["affine"], input_size).reshape(shape).numpy())
     return np.concatenate(out)
 
 
@@ -112,4 +126,37 @@ def write_report(out: str | Path, pred: np.ndarray, dataset: PoseDataset, title:
     tiles = [draw_pose(read_image(dataset[i].image_path), pred[i], np.ones(dataset.skeleton.num_joints, bool),
                        dataset.skeleton) for i in picks]
     save_image(out / "sheet.png", contact_sheet(tiles, captions=[dataset[i].image_id for i in picks]))
+    return metrics
+
+
+def write_stage_report(out: str | Path, pred: np.ndarray, dataset: PoseDataset, title: str, extra: dict | None = None,
+                       n_examples: int = 8) -> dict:
+    """Report a cascade stage by stage: `write_report` of the last stage, plus per-stage metrics in
+    metrics.json ("stages": one entry per stage), the PDJ curves of every stage (pdj_stages.png, DeepPose Fig. 5)
+    and example refinements (refinements.png, Fig. 6: stages 1..n on the same images).
+
+    Args:
+        pred: (N, n, K, 2) pixel predictions of stages 1..n.
+
+    Returns:
+        the metrics of the last stage with "stages" added.
+    """
+    out = Path(out)
+    n = pred.shape[1]
+    stages, stage_groups = [], []
+    for s in range(n):
+        m = score(pred[:, s], dataset)
+        stages.append({"stage": s + 1, "pcp": m["pcp"], "pck": m["pck"], "pdj_auc": m["pdj_auc"]})
+        stage_groups.append(joint_group_curves(m["pdj"], dataset.skeleton))
+        alphas = np.asarray(m["pdj"]["alphas"])
+    metrics = write_report(out, pred[:, -1], dataset, title, extra={**(extra or {}), "stages": stages})
+    groups = tuple(g for g in ("wrist", "elbow", "knee", "ankle") if g in stage_groups[0]) or \
+        tuple(stage_groups[0])[:4]
+    plot_pdj_stages(alphas, stage_groups, out / "pdj_stages.png", groups, title=f"PDJ by stage: {title}")
+    # the examples where the cascade moved the joints most
+    moved = np.nan_to_num(np.linalg.norm(pred[:, -1] - pred[:, 0], axis=-1).mean(-1), nan=-1.0)
+    picks = np.sort(np.argsort(-moved, kind="stable")[: min(n_examples, len(dataset))])
+    sheet = refinement_sheet([read_image(dataset[i].image_path) for i in picks], [pred[i] for i in picks],
+                             dataset.skeleton, [dataset[i].image_id for i in picks])
+    save_image(out / "refinements.png", sheet)
     return metrics

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,66 +14,113 @@ from torch import nn
 from deeppose.checkpoint import model_from_checkpoint
 from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
+from deeppose.errors import DeepPoseError
 from deeppose.evaluation import crops_to_image, predict_dataset
+from deeppose.models.cascade import Cascade
 from deeppose.skeleton import Skeleton, get_skeleton
 
 
-def flip_average(model: nn.Module, images: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
-    """Flip test: average the prediction on the crop and, mirrored back with left/right swapped, on its mirror.
+def mirror_joints(u: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
+    """Joints predicted on a mirrored crop, mapped back: left/right swapped and x negated.
 
     Mirroring a crop maps normalized x to -x exactly (the crop convention is symmetric about its centre).
 
     Args:
-        images: (B, 3, S, S) crops.
+        u: (..., K, 2) normalized coordinates.
+    """
+    u = u[..., skeleton.flip_permutation(), :]
+    return torch.stack([-u[..., 0], u[..., 1]], dim=-1)
+
+
+def flip_average(run: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], skeleton: Skeleton
+                 ) -> torch.Tensor:
+    """Flip test: average the prediction on the inputs and, mapped back, on their mirror images.
+
+    Args:
+        run: maps the inputs (crops, and for a cascade the sources) to (..., K, 2) normalized joints.
+        inputs: (B, 3, H, W) tensors, all mirrored together.
 
     Returns:
-        (B, K, 2) normalized coordinates.
+        The averaged (..., K, 2).
     """
-    pred = model(images)
-    mirrored = model(images.flip(-1))[:, skeleton.flip_permutation()]
-    mirrored = torch.stack([-mirrored[..., 0], mirrored[..., 1]], dim=-1)
-    return (pred + mirrored) / 2
+    return (run(*inputs) + mirror_joints(run(*(x.flip(-1) for x in inputs)), skeleton)) / 2
 
 
 class Predictor(nn.Module):
-    """Stage-1 inference: uint8 crops -> normalized joints, with the flip test when `flip` is set.
+    """Inference with a stage-1 model or a cascade: uint8 crops (and sources) -> normalized joints.
 
     >>> predictor = Predictor.from_checkpoint("models/deeppose_mobilenet_v2_lsp.pt", flip=True)  # doctest: +SKIP
     >>> joints = predictor.predict_image(image)  # (K, 2) pixels, whole image as the box  # doctest: +SKIP
+
+    Args:
+        model: a stage-1 regressor, or a `Cascade`.
+        meta: its checkpoint meta.
+        flip: flip test.
+        stages: for a cascade, run stages 1..stages (default all).
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], flip: bool = False) -> None:
+    def __init__(self, model: nn.Module, meta: dict[str, Any], flip: bool = False, stages: int | None = None) -> None:
         super().__init__()
         self.model = model.eval()
         self.meta = meta
         self.skeleton = get_skeleton(meta["skeleton"])
         self.input_size = int(meta["input_size"])
         self.flip = flip
+        self.is_cascade = isinstance(model, Cascade)
+        self.source_size = model.source_size if self.is_cascade else None
+        self.num_stages = model.num_stages if self.is_cascade else 1
+        if stages is not None and not 1 <= stages <= self.num_stages:
+            raise ValueError(f"stages must be in 1..{self.num_stages} for this model, got {stages}")
+        self.stages = stages or self.num_stages
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, flip: bool = False) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, flip: bool = False, stages: int | None = None) -> Predictor:
         model, meta = model_from_checkpoint(path)
-        return cls(model, meta, flip)
+        try:
+            return cls(model, meta, flip, stages)
+        except ValueError as exc:
+            raise DeepPoseError(path, str(exc)) from None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) uint8 crops -> (B, K, 2) normalized crop coordinates."""
-        return flip_average(self.model, images, self.skeleton) if self.flip else self.model(images)
+    def all_stages(self, images: torch.Tensor, sources: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, S, S) uint8 crops [and (B, 3, R, R) sources for a cascade] -> (B, n, K, 2) normalized joints of
+        stages 1..n (n = `stages`; 1 for a stage-1 model)."""
+        if self.is_cascade:
+            if sources is None:
+                raise ValueError("a cascade needs the sources (the boxes sampled at source_size) as well")
+            run = partial(self.model, stages=self.stages)
+            return flip_average(run, (images, sources), self.skeleton) if self.flip else run(images, sources)
+        u = flip_average(self.model, (images,), self.skeleton) if self.flip else self.model(images)
+        return u[:, None]
+
+    def forward(self, images: torch.Tensor, sources: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, S, S) uint8 crops [and sources] -> (B, K, 2) normalized joints of the last stage run."""
+        return self.all_stages(images, sources)[:, -1]
 
     @torch.inference_mode()
-    def predict_image(self, image: np.ndarray, box: np.ndarray | None = None) -> np.ndarray:
-        """One RGB image (H, W, 3) uint8 and an optional box (c_x, c_y, w, h) -> (K, 2) joints in pixels."""
+    def predict_image(self, image: np.ndarray, box: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
+        """One RGB image (H, W, 3) uint8 and an optional box (c_x, c_y, w, h) -> (K, 2) joints in pixels
+        ((n, K, 2), every stage, with `all_stages`)."""
         k = self.skeleton.num_joints
         sample = Sample(Path(""), np.zeros((k, 2), np.float32), np.zeros(k, bool), np.zeros(k, bool),
                         None if box is None else np.asarray(box, np.float32))
-        crop, _, _, _, affine = crop_sample(image, sample, self.skeleton, (self.input_size, self.input_size))
-        x = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]
-        u = self(x)
-        return crops_to_image(u, torch.from_numpy(affine)[None], self.input_size)[0].numpy()
+
+        def tensor(size: int) -> tuple[torch.Tensor, np.ndarray]:
+            crop, _, _, _, affine = crop_sample(image, sample, self.skeleton, (size, size))
+            return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None], affine
+
+        x, affine = tensor(self.input_size)
+        u = self.all_stages(x, tensor(self.source_size)[0] if self.is_cascade else None)[0]
+        pixels = crops_to_image(u.reshape(1, -1, 2), torch.from_numpy(affine)[None], self.input_size)
+        pixels = pixels.reshape(u.shape).numpy()
+        return pixels if all_stages else pixels[-1]
 
     def predict_dataset(self, dataset: PoseDataset, batch_size: int = 32, num_workers: int = 0,
-                        progress: bool = True) -> np.ndarray:
-        """(N, K, 2) pixel predictions for every sample of a dataset (its boxes, else whole images)."""
+                        progress: bool = True, all_stages: bool = False) -> np.ndarray:
+        """(N, K, 2) pixel predictions for every sample of a dataset (its boxes, else whole images);
+        (N, n, K, 2), every stage, with `all_stages`."""
         if dataset.skeleton.name != self.skeleton.name:
             raise ValueError(f"model predicts {self.skeleton.name} joints, dataset {dataset.name} has "
                              f"{dataset.skeleton.name}")
-        return predict_dataset(self, dataset, self.input_size, batch_size, num_workers, progress)
+        pred = predict_dataset(self.all_stages, dataset, self.input_size, batch_size, num_workers, progress,
+                               source_size=self.source_size)
+        return pred if all_stages else pred[:, -1]

@@ -127,3 +127,59 @@ def joint_group_curves(pdj_result: dict, skeleton: Skeleton) -> dict[str, np.nda
         key = name[2:] if name[:2] in ("l_", "r_") else name
         groups.setdefault(key, []).append(np.asarray(curve))
     return {k: np.mean(v, axis=0) for k, v in groups.items()}
+
+
+def plot_pdj_stages(alphas: np.ndarray, stage_groups: list[dict[str, np.ndarray]], path: str | Path,
+                    groups: tuple[str, ...] = ("wrist", "elbow", "knee", "ankle"), title: str = "PDJ by stage"
+                    ) -> Path:
+    """DeepPose Figure 5: PDJ curves of every cascade stage, one panel per joint group.
+
+    Args:
+        alphas: (A,) normalized distances.
+        stage_groups: per stage, joint group -> (A,) curve (from `joint_group_curves`), stage 1 first.
+        groups: the joint groups to draw, one panel each.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.4), dpi=120, sharey=True)
+    for ax, group in zip(np.atleast_1d(axes), groups):
+        for s, curves in enumerate(stage_groups):
+            ax.plot(alphas, curves[group], label=f"stage {s + 1}", linewidth=1.8)
+        ax.set_xlim(float(alphas[0]), float(alphas[-1]))
+        ax.set_ylim(0, 1)
+        ax.set_title(group)
+        ax.set_xlabel("normalized distance")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("detection rate")
+    np.atleast_1d(axes)[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def refinement_sheet(images: list[np.ndarray], stage_joints: list[np.ndarray], skeleton: Skeleton,
+                     names: list[str]) -> np.ndarray:
+    """DeepPose Figure 6: each image's predictions by stage 1, 2, ... side by side (one row per image).
+
+    Args:
+        images: (H, W, 3) uint8 RGB each; stage_joints: per image, (n, K, 2) pixels of the n stages.
+        names: a caption per image.
+
+    Returns:
+        (H', W', 3) uint8 sheet with n columns.
+    """
+    tiles, captions = [], []
+    for image, joints, name in zip(images, stage_joints, names):
+        for s, y in enumerate(joints):
+            tiles.append(draw_pose(image, y, np.ones(len(y), bool), skeleton))
+            captions.append(f"{name} st{s + 1}")
+    return contact_sheet(tiles, columns=len(stage_joints[0]), captions=captions)

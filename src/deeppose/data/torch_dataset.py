@@ -20,15 +20,18 @@ class CropDataset(Dataset):
         labelled, visible: (K,) bool.
         affine: (2, 3) float32 image pixels -> crop pixels (to map predictions back).
         index: int, the sample's position in the PoseDataset.
+        source: (3, R, R) uint8, only with `source_size` R: the same crop (same box and random transform)
+            sampled at R pixels, from which cascade stages cut their joint sub-images.
 
     Random draws depend only on (seed, epoch, index), so a run is reproducible with any number of workers;
     call `set_epoch` before each epoch.
     """
 
     def __init__(self, dataset: PoseDataset, input_size: int, augmentation: Augmentation | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, source_size: int | None = None) -> None:
         self.dataset = dataset
         self.input_size = input_size
+        self.source_size = source_size
         self.augmentation = augmentation
         self.seed = seed
         self.epoch = 0
@@ -47,7 +50,7 @@ class CropDataset(Dataset):
             params = sample_params(np.random.default_rng([self.seed, self.epoch, index]), self.augmentation)
         crop, joints, labelled, visible, affine = crop_sample(
             image, sample, self.dataset.skeleton, (self.input_size, self.input_size), params)
-        return {
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
             "joints": torch.from_numpy(joints),
             "labelled": torch.from_numpy(labelled),
@@ -55,3 +58,8 @@ class CropDataset(Dataset):
             "affine": torch.from_numpy(affine.astype(np.float32)),
             "index": index,
         }
+        if self.source_size:
+            size = (self.source_size, self.source_size)
+            source = crop_sample(image, sample, self.dataset.skeleton, size, params)[0]
+            item["source"] = torch.from_numpy(np.ascontiguousarray(source.transpose(2, 0, 1)))
+        return item

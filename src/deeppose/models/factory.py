@@ -81,7 +81,7 @@ def unused_classifier_keys(state: dict) -> list[str]:
 
 def create_model(arch: str, num_joints: int, input_size: int, dropout: float | None = None, width: float = 1.0,
                  stride: int = 32, reduce: int = 128, hidden: int = 0, backbone_weights: str | Path | None = None,
-                 freeze_bn: bool = False, head: str = "fc") -> nn.Module:
+                 freeze_bn: bool = False, head: str = "fc", top_stride: int = 32) -> nn.Module:
     """Create a stage-1 regressor.
 
     Args:
@@ -95,6 +95,7 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
         backbone_weights: optional torchvision-layout ImageNet weights for the backbone.
         freeze_bn: keep the backbone's BatchNorm statistics fixed while training (see BackboneRegressor).
         head: "fc" or "soft_argmax" for the backbone architectures (see BackboneRegressor).
+        top_stride: deepest backbone level of the soft-argmax head (see BackboneRegressor).
     """
     if arch == "deeppose-alexnet":
         if input_size != 220:
@@ -111,8 +112,10 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
     if backbone_weights:
         load_backbone_weights(backbone, backbone_weights)
     drop_classifier(backbone)
+    if head == "soft_argmax" and top_stride < 32 and hasattr(backbone, "truncate"):
+        backbone.truncate(top_stride)
     return BackboneRegressor(backbone, num_joints, input_size, stride, reduce, hidden,
-                             0.2 if dropout is None else dropout, freeze_bn, head)
+                             0.2 if dropout is None else dropout, freeze_bn, head, top_stride)
 
 
 def count_parameters(model: nn.Module) -> int:

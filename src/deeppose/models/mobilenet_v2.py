@@ -79,17 +79,21 @@ class MobileNetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def feature_channels(self, stride: int) -> int:
-        """Channels of the feature map at output stride 8, 16 or 32."""
+        """Channels of the feature map at output stride 4, 8, 16 or 32."""
         return self.features[self.feature_end(stride)].out_channels if stride < 32 else self.last_channel
 
     def feature_end(self, stride: int) -> int:
-        """Index of the last `features` layer that runs at output `stride` (8, 16 or 32)."""
+        """Index of the last `features` layer that runs at output `stride` (4, 8, 16 or 32)."""
         if stride == 32:
             return len(self.features) - 1
         ends = {4: 0, 8: 1, 16: 2}  # stage_ends[k] precedes the block that goes to stride 2 ** (k + 2)
         if stride not in ends:
-            raise ValueError(f"MobileNetV2 features exist at stride 8, 16 or 32, not {stride}")
+            raise ValueError(f"MobileNetV2 features exist at stride 4, 8, 16 or 32, not {stride}")
         return self.stage_ends[ends[stride] + 1]
+
+    def truncate(self, stride: int) -> None:
+        """Drop the layers deeper than output `stride` (for heads that never read them), in place."""
+        self.features = self.features[: self.feature_end(stride) + 1]
 
     def forward_features(self, x: torch.Tensor, stride: int = 32) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> (B, C, H / stride, W / stride) features."""

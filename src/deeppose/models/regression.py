@@ -53,16 +53,19 @@ class BackboneRegressor(nn.Module):
         backbone: a module with `forward_features(x, stride)`, `forward_pyramid(x, strides)` and
             `feature_channels(stride)`.
         input_size: side of the square input crop (a multiple of `stride`).
-        stride: output stride of the features the FC head reads, or of the soft-argmax heatmaps (8, 16 or 32).
+        stride: output stride of the features the FC head reads, or of the soft-argmax heatmaps (4, 8, 16 or 32).
         reduce: channels of the FC head's 1x1 reduction, or of the soft-argmax head's pyramid.
         head: "fc" (DeepPose: fully-connected layers) or "soft_argmax" (heatmaps -> spatial softmax -> DSNT).
+        top_stride: the deepest level the soft-argmax pyramid reads (32: the whole backbone; 8 or 16 cut the
+            backbone short, for the small crops of cascade stages).
         freeze_bn: keep the backbone's BatchNorm layers in eval mode while training (their running statistics
             fixed, their affine parameters still learned), so an ImageNet backbone starts as exactly the
             pretrained function; the head's BatchNorm still trains normally.
     """
 
     def __init__(self, backbone: nn.Module, num_joints: int, input_size: int, stride: int = 32, reduce: int = 128,
-                 hidden: int = 0, dropout: float = 0.2, freeze_bn: bool = False, head: str = "fc") -> None:
+                 hidden: int = 0, dropout: float = 0.2, freeze_bn: bool = False, head: str = "fc",
+                 top_stride: int = 32) -> None:
         super().__init__()
         self.freeze_bn = freeze_bn
         if input_size % stride:
@@ -75,8 +78,10 @@ class BackboneRegressor(nn.Module):
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
         self.head_kind = head
-        # The soft-argmax head reads every backbone level from its heatmap stride to the deepest.
-        self.strides = tuple(s for s in (8, 16, 32) if s >= stride)
+        # The soft-argmax head reads every backbone level from its heatmap stride to top_stride.
+        self.strides = tuple(s for s in (4, 8, 16, 32) if stride <= s <= top_stride)
+        if head == "soft_argmax" and (not self.strides or self.strides[-1] != top_stride):
+            raise ValueError(f"top_stride {top_stride} must be one of 4, 8, 16, 32 and at least stride {stride}")
         self.head: nn.Module
         if head == "fc":
             self.head = FCRegressionHead(backbone.feature_channels(stride), input_size // stride, num_joints,

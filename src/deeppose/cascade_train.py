@@ -1,0 +1,255 @@
+"""Training the DeepPose cascade stage by stage (Eq. 8): predict, fit displacement statistics, train stage s.
+
+    train_cascade(cfg, "runs/cascade")   # stage 1 (or cfg.cascade.stage1), then stages 2..S
+
+Run folder:
+    stage1/            the stage-1 run (absent when cfg.cascade.stage1 names a trained checkpoint)
+    stats_s{s}.json    N_i^(s-1): the displacement statistics stage s trains on
+    stage{s}/          the run of refinement stage s (a normal resumable run: last.pt, best.pt, logs)
+    cascade_s{s}.pt    the cascade of stages 1..s, written when stage s is done (a finished stage is skipped)
+    cascade.pt         the whole cascade
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from deeppose.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, ship_checkpoint
+from deeppose.config import TrainConfig, to_dict
+from deeppose.data.sample import PoseDataset
+from deeppose.data.torch_dataset import CropDataset
+from deeppose.engine import StageTask, build_datasets, build_network, fit, loss_mask
+from deeppose.errors import DeepPoseError
+from deeppose.evaluation import write_json
+from deeppose.geometry import diam
+from deeppose.losses import LOSSES, masked_mean
+from deeppose.metrics import pck, pcp
+from deeppose.models.cascade import Cascade, box_crops, own_joint, refinement_stage, refinement_target
+from deeppose.simulation import DisplacementStats, fit_displacements, simulated_boxes
+from deeppose.skeleton import get_skeleton
+
+
+def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, dict[str, Any]]:
+    """Load a stage-1 or cascade checkpoint as a Cascade with the geometry of `cfg.cascade`.
+
+    Returns:
+        (cascade in eval mode, its cascade meta).
+    """
+    model, meta = model_from_checkpoint(path)
+    c = cfg.cascade
+    if meta.get("kind") == "cascade":
+        if (meta["sigma"], meta["crop_size"], meta["source_size"]) != (c.sigma, c.crop_size, c.source_size):
+            raise DeepPoseError(path, f"cascade has sigma/crop_size/source_size {meta['sigma']}/{meta['crop_size']}/"
+                                      f"{meta['source_size']}, the config {c.sigma}/{c.crop_size}/{c.source_size}")
+        return model, meta
+    skeleton = get_skeleton(meta["skeleton"])
+    cascade = Cascade(model, [], skeleton, c.sigma, c.crop_size, c.source_size).eval()
+    stage1 = {k: v for k, v in meta.items() if k in ("arch", "model", "num_joints", "skeleton", "input_size",
+                                                      "config", "best_val_pck", "train_seconds", "n_parameters")}
+    return cascade, cascade_meta(stage1, [], c)
+
+
+def cascade_meta(stage1: dict[str, Any], refiners: list[dict[str, Any]], c: Any) -> dict[str, Any]:
+    """The checkpoint meta of a cascade: the stage-1 meta, one entry per refinement stage, and the geometry."""
+    return {"kind": "cascade", "arch": "cascade", "num_joints": stage1["num_joints"], "skeleton": stage1["skeleton"],
+            "input_size": stage1["input_size"], "stages": 1 + len(refiners), "sigma": c.sigma,
+            "crop_size": c.crop_size, "source_size": c.source_size, "stage1": stage1, "refiners": refiners}
+
+
+@torch.inference_mode()
+def stage_outputs(cascade: Cascade, dataset: PoseDataset, input_size: int, keep_sources: bool = False,
+                  batch_size: int = 64, num_workers: int = 0, progress: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor | None]:
+    """Run a cascade over the plain crops of a dataset, in the box-normalized frame.
+
+    Returns:
+        pred (N, n, K, 2) every stage's joints; gt (N, K, 2); labelled (N, K) bool; the sources
+        (N, 3, R, R) uint8 when `keep_sources`.
+    """
+    cascade.eval()
+    loader = DataLoader(CropDataset(dataset, input_size, source_size=cascade.source_size), batch_size=batch_size,
+                        num_workers=num_workers, generator=torch.Generator())
+    pred, gt, labelled, sources = [], [], [], []
+    for batch in tqdm(loader, desc="stage outputs", disable=not progress, unit="batch"):
+        pred.append(cascade(batch["image"], batch["source"]).numpy())
+        gt.append(batch["joints"].numpy())
+        labelled.append(batch["labelled"].numpy())
+        if keep_sources:
+            sources.append(batch["source"])
+    return (np.concatenate(pred).astype(np.float64), np.concatenate(gt).astype(np.float64), np.concatenate(labelled),
+            torch.cat(sources) if keep_sources else None)
+
+
+def stage_config(cfg: TrainConfig) -> TrainConfig:
+    """The TrainConfig a refinement stage's run uses: the cascade's model, optimizer, loss and budget."""
+    c = cfg.cascade
+    return replace(cfg, model=c.model, optim=c.optim, loss=c.loss, epochs=c.epochs, max_minutes=c.max_minutes)
+
+
+def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, previous: Cascade, stats: DisplacementStats,
+                    stage: int) -> StageTask:
+    """Stage s >= 2 as a `fit` task: a network on joint sub-images, trained on simulated boxes (Eq. 8).
+
+    Each step draws `draws` boxes per joint per image around the true joints of the (augmented) sources,
+    cuts them in one batched warp and regresses the true joint inside each box (Eq. 6). Validation refines
+    the previous stages' real predictions on the validation images.
+    """
+    c = cfg.cascade
+    skeleton, k = train.skeleton, train.skeleton.num_joints
+    model = build_network(c.model, k, c.crop_size)
+    if cfg.loss not in LOSSES:
+        raise DeepPoseError(None, f"config cascade.loss: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
+    loss_fn = LOSSES[cfg.loss]
+    val_pred, val_gt, val_labelled, val_sources = stage_outputs(previous, val, previous.stage1.input_size,
+                                                                keep_sources=True, progress=False)
+
+    def loss(item: dict[str, Any]) -> torch.Tensor:
+        # joints the augmentation pushed out of the source have no pixels around them to refine on
+        y, mask = item["joints"], loss_mask(cfg, item) & (item["joints"].abs() <= 0.5).all(-1)
+        d = diam(y, item["labelled"], skeleton)
+        ok = torch.isfinite(d) & (d > 0)
+        y, mask, d, sources = y[ok], mask[ok], d[ok], item["image"][ok]
+        boxes = simulated_boxes(y, d, stats, c.sigma, c.draws)  # (B, D, K, 4)
+        b = len(y)
+        crops = box_crops(sources, boxes.reshape(b, c.draws * k, 4), c.crop_size)
+        if c.model.channels_last:
+            crops = crops.contiguous(memory_format=torch.channels_last)
+        joint = torch.arange(k).repeat(b * c.draws)
+        psi = own_joint(model(crops), joint).view(b, c.draws, k, 2)
+        target = refinement_target(y[:, None], boxes)
+        mask = mask[:, None].expand(b, c.draws, k)
+        if c.inside_only:
+            mask = mask & (target.abs() <= 0.5).all(-1)
+        return masked_mean(loss_fn(psi, target), mask)
+
+    @torch.inference_mode()
+    def validate() -> dict[str, float]:
+        model.eval()
+        prev = torch.from_numpy(val_pred[:, -1]).float()
+        out = torch.cat([refinement_stage(model, val_sources[i:i + 64], prev[i:i + 64], skeleton, c.sigma, c.crop_size)
+                         for i in range(0, len(prev), 64)]).double().numpy()
+        model.train()
+        return {"val_pck": pck(out, val_gt, val_labelled, skeleton, cfg.val_alpha),
+                "val_pcp": pcp(out, val_gt, val_labelled, skeleton)["mean"]}
+
+    meta = {"kind": "refiner", "stage": stage, "arch": c.model.arch, "model": asdict(c.model), "num_joints": k,
+            "skeleton": skeleton.name, "input_size": c.crop_size, "sigma": c.sigma, "crop_size": c.crop_size,
+            "source_size": c.source_size, "stats": stats.to_dict(), "config": to_dict(cfg),
+            "previous_val_pck": pck(val_pred[:, -1], val_gt, val_labelled, skeleton, cfg.val_alpha)}
+    crops = CropDataset(train, c.source_size, cfg.data.augment, seed=cfg.seed)
+    return StageTask(model, crops, loss, validate, meta)
+
+
+def displacement_stats(previous: Cascade, cfg: TrainConfig, out: Path, stage: int, progress: bool
+                       ) -> DisplacementStats:
+    """N_i^(s-1), fitted on the previous stages' predictions on the training images.
+
+    The predictions are kept in out/outputs_s{s-1}.npz and the statistics in out/stats_s{s}.json (with the
+    quantile they were fitted at), so a resumed or re-configured run does not predict again.
+    """
+    stats_path, outputs_path = out / f"stats_s{stage}.json", out / f"outputs_s{stage - 1}.npz"
+    q = cfg.cascade.stats_quantile
+    if stats_path.is_file():
+        cached = json.loads(stats_path.read_text())
+        if cached.get("quantile") == q:
+            return DisplacementStats.from_dict(cached["stats"])
+    train, _ = build_datasets(cfg.data, cfg.seed)
+    if outputs_path.is_file():
+        with np.load(outputs_path) as f:
+            pred, gt, labelled = f["pred"], f["gt"], f["labelled"]
+    else:
+        pred, gt, labelled, _ = stage_outputs(previous, train, previous.stage1.input_size,
+                                              num_workers=cfg.data.num_workers, progress=progress)
+        pred = pred[:, -1]
+        tmp = outputs_path.with_name(f".{outputs_path.stem}.tmp.npz")
+        np.savez(tmp, pred=pred, gt=gt, labelled=labelled)
+        tmp.replace(outputs_path)
+    if len(pred) != len(train):
+        raise DeepPoseError(outputs_path, f"holds {len(pred)} predictions for {len(train)} training images; delete it")
+    stats = fit_displacements(pred, gt, labelled, train.skeleton, q)
+    train_pck = pck(pred, gt, labelled, train.skeleton, cfg.val_alpha)
+    write_json(stats_path, {"stage": stage, "n_images": len(train), "quantile": q, "train_pck": train_pck,
+                            "stats": stats.to_dict()})
+    print(f"stage {stage - 1} on the {len(train)} training images: PCK@{cfg.val_alpha:g} {train_pck:.3f}; "
+          f"displacement statistics (units of diam(y), fitted on the errors up to their {q:g} quantile) for "
+          f"stage {stage}:\n{stats.format(train.skeleton.joints)}", flush=True)
+    return stats
+
+
+def assemble(previous: Cascade, previous_meta: dict[str, Any], stage_dir: Path, cfg: TrainConfig) -> tuple[
+        Cascade, dict[str, Any]]:
+    """The previous cascade plus the best checkpoint of the stage trained in `stage_dir`."""
+    ckpt = load_checkpoint(stage_dir / "best.pt")
+    m = ckpt["meta"]
+    refiner = build_network(replace(cfg.cascade.model, backbone_weights=""), m["num_joints"], m["crop_size"])
+    refiner.load_state_dict(ckpt["model"], strict=True)
+    cascade = Cascade(previous.stage1, [*previous.refiners, refiner], previous.skeleton, previous.sigma,
+                      previous.crop_size, previous.source_size).eval()
+    entry = {k: m[k] for k in ("stage", "model", "stats", "best_val_pck", "previous_val_pck", "train_seconds",
+                               "n_parameters") if k in m}
+    return cascade, cascade_meta(previous_meta["stage1"], [*previous_meta["refiners"], entry], cfg.cascade)
+
+
+def train_cascade(cfg: TrainConfig, out: str | Path, resume: bool = False, upto_stage: int | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Train the cascade of `cfg.cascade.stages` stages into `out`, one stage after the other.
+
+    Stage 1 comes from `cfg.cascade.stage1` or is trained first (out/stage1). For each s >= 2: the cascade of
+    stages 1..s-1 predicts the training images, the per-joint displacement Normals are fitted and printed
+    (Eq. 8), stage s trains on boxes drawn from them, and out/cascade_s{s}.pt is written. Finished stages are
+    skipped, so the same command continues an interrupted cascade (with `resume` for a stage cut off mid-run).
+
+    Args:
+        upto_stage: stop after this stage (train one stage at a time); default all.
+
+    Returns:
+        {"stages": n trained so far, "cascade": path of the newest cascade checkpoint, "val_pck": per stage}.
+    """
+    out = Path(out)
+    c = cfg.cascade
+    last = min(c.stages, upto_stage or c.stages)
+    if c.stages < 2:
+        raise DeepPoseError(None, "config cascade.stages must be at least 2 for a cascade (1: train stage 1 alone)")
+    out.mkdir(parents=True, exist_ok=True)
+    stage1_path = Path(c.stage1) if c.stage1 else out / "stage1" / "best.pt"
+    if not c.stage1 and not (out / "cascade_s1.pt").is_file():
+        s1 = out / "stage1"
+        fit(cfg, s1, resume=resume and (s1 / "last.pt").is_file(), progress=progress)
+        if not stage1_path.is_file():
+            raise DeepPoseError(s1, "stage 1 ended without a validated checkpoint (best.pt); train longer")
+        ship_checkpoint(stage1_path, out / "cascade_s1.pt", half=False)
+    if not c.stage1:
+        stage1_path = out / "cascade_s1.pt"
+    cascade, meta = as_cascade(stage1_path, cfg)
+    val_pck = [meta["stage1"].get("best_val_pck")]
+    for s in range(2, last + 1):
+        done = out / f"cascade_s{s}.pt"
+        if done.is_file():
+            cascade, meta = as_cascade(done, cfg)
+            val_pck.append(meta["refiners"][-1].get("best_val_pck"))
+            continue
+        stats = displacement_stats(cascade, cfg, out, s, progress)
+        stage_dir = out / f"stage{s}"
+        fit(stage_config(cfg), stage_dir, resume=resume and (stage_dir / "last.pt").is_file(),
+                      progress=progress, make_task=partial(refinement_task, previous=cascade, stats=stats, stage=s))
+        if not (stage_dir / "best.pt").is_file():
+            raise DeepPoseError(stage_dir, f"stage {s} ended without a validated checkpoint (best.pt); train longer")
+        cascade, meta = assemble(cascade, meta, stage_dir, cfg)
+        save_checkpoint(done, cascade, meta)
+        val_pck.append(meta["refiners"][-1].get("best_val_pck"))
+        print(f"stage {s}: validation PCK@{cfg.val_alpha:g} {val_pck[-2]:.4f} -> {val_pck[-1]:.4f}", flush=True)
+    newest = out / f"cascade_s{cascade.num_stages}.pt"
+    if cascade.num_stages == c.stages:
+        shutil.copyfile(newest, out / ".cascade.pt.tmp")
+        (out / ".cascade.pt.tmp").replace(out / "cascade.pt")
+    return {"stages": cascade.num_stages, "cascade": str(newest), "val_pck": val_pck}
