@@ -26,11 +26,12 @@ PAPER = {f"DeepPose-st{s}": dict(zip(("upper_arm", "lower_arm", "upper_leg", "lo
                         (3, (0.56, 0.38, 0.77, 0.71, 0.61)))}
 
 
-def _stage_training(run: Path, meta: dict) -> list[dict]:
-    """Per stage: the time its training took and its validation PCK, from the run folder's logs."""
+def _stage_training(run: Path, meta: dict, stage1_result: dict) -> list[dict]:
+    """Per stage: the time its training took and its validation PCK, from the run folder's logs (stage 1: from
+    the result file of its own run)."""
     rows = [{"stage": 1, "best_val_pck": meta["stage1"].get("best_val_pck"),
-             "train_minutes": round(meta["stage1"].get("train_seconds", float("nan")) / 60, 1),
-             "note": "trained by configs/mobilenet_v2_cpu.yaml (the shipped stage-1 model)"}]
+             "train_minutes": stage1_result["training"]["train_minutes"],
+             "note": f"the stage-1 run of {stage1_result['benchmark']}"}]
     for r in meta["refiners"]:
         s = r["stage"]
         val = list(csv.DictReader(open(run / f"stage{s}" / "val_log.csv")))
@@ -64,14 +65,15 @@ def main() -> int:
         results["flip" if flip else "plain"] = per_stage
     meta = predictor.meta
     plain = results["plain"]
-    best_stage1 = json.loads((RESULTS / f"{args.stage1_result}.json").read_text())["results"]["plain"]["pcp"]["mean"]
+    stage1_result = json.loads((RESULTS / f"{args.stage1_result}.json").read_text())
+    best_stage1 = stage1_result["results"]["plain"]["pcp"]["mean"]
     summary = {"stage2_minus_stage1_pcp": round(plain[1]["pcp"]["mean"] - plain[0]["pcp"]["mean"], 4),
                "cascade_pcp": plain[-1]["pcp"]["mean"], "best_stage1_only_pcp": best_stage1,
                "target_stage2_gain": 0.04}
     cascade = {"stages": meta["stages"], "sigma": meta["sigma"], "crop_size": meta["crop_size"],
                "source_size": meta["source_size"], "refiner_model": meta["refiners"][0]["model"]}
     path = write_result(args.name, {"dataset": "LSP test (1001-2000), all 14 joints scored", "cascade": cascade,
-                                    "training": _stage_training(args.run, meta), "results": results,
+                                    "training": _stage_training(args.run, meta, stage1_result), "results": results,
                                     "summary": summary, "paper": PAPER}, " ".join(sys.argv))
     print(format_pcp_table({**{f"st{r['stage']}": r["pcp"] for r in plain},
                             **{f"st{r['stage']} + flip": r["pcp"] for r in results["flip"]}, **PAPER}))
