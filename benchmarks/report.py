@@ -14,6 +14,7 @@ from common import RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMBS = ("upper_arm", "lower_arm", "upper_leg", "lower_leg", "mean")
+LIMB_NAMES = ("upper arm", "lower arm", "upper leg", "lower leg")
 
 
 def _load(prefix: str) -> list[dict]:
@@ -37,14 +38,18 @@ def _provenance(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _header(*columns: str) -> list[str]:
+    """A Markdown table's header and separator rows."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def accuracy_section(rows: list[dict]) -> list[str]:
     out = ["## Stage 1 on LSP test (1001–2000, all 14 joints scored)", "",
            "Trained on LSP train (minus 200 validation images) + all of LSPET on 2 CPU cores; the checkpoint is "
            "the best on validation PCK@0.2. PCP is strict PCP; PCK is PDJ at the given fraction of the torso "
            "diameter.", "",
-           "| model | head | input | params | train min | epochs | upper arm | lower arm | upper leg | lower leg "
-           "| **PCP mean** | PCK@0.1 | **PCK@0.2** | PCP / PCK@0.2 with flip |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           *_header("model", "head", "input", "params", "train min", "epochs", *LIMB_NAMES, "**PCP mean**", "PCK@0.1",
+                    "**PCK@0.2**", "PCP / PCK@0.2 with flip")]
     for r in rows:
         t, plain, flip = r["training"], r["results"]["plain"], r["results"]["flip"]
         epochs = f"{t.get('epochs_run', t.get('epochs_done'))}/{t.get('epochs_planned', '?')}"
@@ -65,9 +70,8 @@ def cascade_section(rows: list[dict]) -> list[str]:
            "Stage 1 is the shipped stage-1 model; each refinement stage regresses every joint's displacement inside "
            "its joint box from a sub-image (Eq. 6, 7) and trains on boxes simulated from the previous stage's "
            "errors on the training images (Eq. 8). Strict PCP; PCK@0.2 of the torso diameter.", "",
-           "| run | stage | upper arm | lower arm | upper leg | lower leg | **PCP mean** | PCK@0.1 | **PCK@0.2** "
-           "| PCP / PCK@0.2 with flip | stage training min |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           *_header("run", "stage", *LIMB_NAMES, "**PCP mean**", "PCK@0.1", "**PCK@0.2**", "PCP / PCK@0.2 with flip",
+                    "stage training min")]
     for r in rows:
         minutes = {t["stage"]: t["train_minutes"] for t in r["training"]}
         for plain, flip in zip(r["results"]["plain"], r["results"]["flip"]):
@@ -83,8 +87,7 @@ def cascade_section(rows: list[dict]) -> list[str]:
                     f"{r['cascade']['crop_size']} px sub-images cut from the box at {r['cascade']['source_size']} px.",
                 ""]
     if rows:
-        out += ["| DeepPose paper (Table 1) | upper arm | lower arm | upper leg | lower leg | PCP mean |",
-                "| --- | --- | --- | --- | --- | --- |"]
+        out += _header("DeepPose paper (Table 1)", *LIMB_NAMES, "PCP mean")
         for name, p in rows[0]["paper"].items():
             out.append(f"| {name} | " + " | ".join(_f(p[k], 2) for k in LIMBS) + " |")
     return out + _provenance(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -85,6 +86,18 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
     return path
 
 
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write a Matplotlib figure to a PNG atomically (temporary file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def plot_pdj(alphas: np.ndarray, curves: dict[str, np.ndarray], path: str | Path, title: str = "PDJ") -> Path:
     """Plot PDJ curves (detection rate vs. normalized distance, DeepPose Figs. 3-5) to a PNG.
 
@@ -112,12 +125,7 @@ def plot_pdj(alphas: np.ndarray, curves: dict[str, np.ndarray], path: str | Path
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save_figure(fig, path)
 
 
 def joint_group_curves(pdj_result: dict, skeleton: Skeleton) -> dict[str, np.ndarray]:
@@ -158,12 +166,7 @@ def plot_pdj_stages(alphas: np.ndarray, stage_groups: list[dict[str, np.ndarray]
     np.atleast_1d(axes)[0].set_ylabel("detection rate")
     np.atleast_1d(axes)[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save_figure(fig, path)
 
 
 def refinement_sheet(images: list[np.ndarray], stage_joints: list[np.ndarray], skeleton: Skeleton,
