@@ -240,15 +240,15 @@ def train_cascade(cfg: TrainConfig, out: str | Path, resume: bool = False, upto_
             continue
         stats = displacement_stats(cascade, cfg, out, s, progress)
         stage_dir = out / f"stage{s}"
-        fit(stage_config(cfg), stage_dir, resume=resume and (stage_dir / "last.pt").is_file(),
-                      progress=progress, make_task=partial(refinement_task, previous=cascade, stats=stats, stage=s))
+        fit(stage_config(cfg), stage_dir, resume=resume and (stage_dir / "last.pt").is_file(), progress=progress,
+            make_task=partial(refinement_task, previous=cascade, stats=stats, stage=s))
         if not (stage_dir / "best.pt").is_file():
             raise DeepPoseError(stage_dir, f"stage {s} ended without a validated checkpoint (best.pt); train longer")
         cascade, meta = assemble(cascade, meta, stage_dir, cfg)
         save_checkpoint(done, cascade, meta)
         val_pck.append(meta["refiners"][-1].get("best_val_pck"))
         print(f"stage {s}: validation PCK@{cfg.val_alpha:g} {val_pck[-2]:.4f} -> {val_pck[-1]:.4f}", flush=True)
-    newest = out / f"cascade_s{cascade.num_stages}.pt"
+    newest = out / f"cascade_s{cascade.num_stages}.pt" if cascade.num_stages > 1 else stage1_path
     if cascade.num_stages == c.stages:
         shutil.copyfile(newest, out / ".cascade.pt.tmp")
         (out / ".cascade.pt.tmp").replace(out / "cascade.pt")

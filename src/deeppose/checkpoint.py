@@ -79,13 +79,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def network_from_meta(m: dict[str, Any], num_joints: int, input_size: int) -> nn.Module:
-    """Build (untrained) the network a model config dict describes (keys of config.ModelConfig)."""
+    """Build (untrained) the network a model config dict describes (keys of config.ModelConfig); channels_last
+    memory layout when the config asks for it (it roughly halves the time of small-crop refiners on a CPU)."""
     from deeppose.models.factory import create_model
 
-    return create_model(m["arch"], num_joints, input_size, dropout=m.get("dropout"), width=m.get("width", 1.0),
+    model = create_model(m["arch"], num_joints, input_size, dropout=m.get("dropout"), width=m.get("width", 1.0),
                         stride=m.get("stride", 32), reduce=m.get("reduce", 128), hidden=m.get("hidden", 0),
                         freeze_bn=m.get("freeze_bn", False), head=m.get("head", "fc"),
                         top_stride=m.get("top_stride", 32))
+    return model.to(memory_format=torch.channels_last) if m.get("channels_last", False) else model
 
 
 def model_from_meta(meta: dict[str, Any]) -> nn.Module:

@@ -87,7 +87,7 @@ def refinement_stage(refiner: nn.Module, sources: torch.Tensor, y_prev: torch.Te
     b, k = y_prev.shape[:2]
     labelled = torch.ones(b, k, dtype=torch.bool, device=y_prev.device)
     boxes = joint_boxes(y_prev, diam(y_prev, labelled, skeleton), sigma)
-    crops = box_crops(sources, boxes, crop_size)
+    crops = box_crops(sources, boxes, crop_size).contiguous(memory_format=torch.channels_last)
     joint = torch.arange(k, device=y_prev.device).repeat(b)
     psi = own_joint(refiner(crops), joint).view(b, k, 2)
     return refine(y_prev, boxes, psi)
