@@ -3,7 +3,8 @@ threads, with and without the flip test, and the peak resident memory of a proce
 in a fresh subprocess). The "image" case times `Predictor.predict_image` on a 200 x 200 RGB array (the crop's
 affine warp included, JPEG decoding not), the others the network on ready uint8 crops. For a cascade checkpoint
 the crops come with their sources (the box at the cascade's source resolution) and every case is timed for
-stage 1 alone and for the whole cascade (`stages`), so the cost of the refinement stages reads directly.
+stage 1 alone and for the whole cascade, in alternation within one process (`ratio_to_stage1`), so the cost of
+the refinement stages reads directly.
 
     python benchmarks/inference.py --checkpoint models/deeppose_mobilenet_v2_lsp.pt --name inference_mobilenet_v2
 """
@@ -23,39 +24,52 @@ from common import write_result
 
 
 def measure(checkpoint: str, batch: int, threads: int, repeats: int, flip: bool, image: bool, stages: int) -> dict:
-    """Runs inside the subprocess: time the Predictor on uint8 crops (or on one whole image)."""
+    """Runs inside the subprocess: time the Predictor on uint8 crops (or on one whole image).
+
+    `stages` 0 runs every stage; -1 (cascades) times stage 1 alone and the whole cascade in alternation on the
+    same inputs, so their ratio is not skewed by the machine's speed drifting between processes.
+    """
     import numpy as np
 
     from deeppose.inference import Predictor
 
     torch.set_num_threads(threads)
-    predictor = Predictor.from_checkpoint(checkpoint, flip=flip, stages=stages or None)
+    predictor = Predictor.from_checkpoint(checkpoint, flip=flip, stages=stages if stages > 0 else None)
     size = predictor.input_size
     x = torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8)
     r = predictor.source_size
     sources = torch.randint(0, 255, (batch, 3, r, r), dtype=torch.uint8) if r else None
     rgb = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    predictors = [predictor]
+    if stages < 0:
+        predictors.insert(0, Predictor(predictor.model, predictor.meta, flip=flip, stages=1))
 
-    def run() -> None:
+    def run(p: Predictor) -> float:
+        start = time.perf_counter()
         if image:
-            predictor.predict_image(rgb)
+            p.predict_image(rgb)
         else:
-            predictor(x, sources)
+            p(x, sources)
+        return time.perf_counter() - start
 
-    times = []
+    times: list[list[float]] = [[] for _ in predictors]
     with torch.inference_mode():
         for _ in range(5):
-            run()
+            for p in predictors:
+                run(p)
         for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {"case": "image" if image else "crops", "batch": batch, "threads": threads, "flip": flip,
-            "stages": predictor.stages, "input_size": size, "repeats": repeats,
-            "ms_per_batch_median": round(median * 1e3, 3), "ms_per_image": round(median * 1e3 / batch, 3),
-            "images_per_s": round(batch / median, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            for t, p in zip(times, predictors):
+                t.append(run(p))
+    median = statistics.median(times[-1])
+    out = {"case": "image" if image else "crops", "batch": batch, "threads": threads, "flip": flip,
+           "stages": predictor.stages, "input_size": size, "repeats": repeats,
+           "ms_per_batch_median": round(median * 1e3, 3), "ms_per_image": round(median * 1e3 / batch, 3),
+           "images_per_s": round(batch / median, 1),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if stages < 0:
+        stage1 = statistics.median(times[0])
+        out |= {"stage1_ms_per_image": round(stage1 * 1e3 / batch, 3), "ratio_to_stage1": round(median / stage1, 3)}
+    return out
 
 
 def main() -> int:
@@ -72,12 +86,11 @@ def main() -> int:
     from deeppose.checkpoint import load_checkpoint
 
     n_stages = load_checkpoint(args.checkpoint)["meta"].get("stages", 1)
-    # (batch, threads, repeats, flip, whole image, stages; 0 = all)
+    # (batch, threads, repeats, flip, whole image, stages; 0 = all, -1 = stage 1 and all, alternating)
     cases = [(1, 1, 100, 0, 0, 0), (1, 2, 100, 0, 0, 0), (32, 2, 20, 0, 0, 0), (1, 1, 100, 1, 0, 0),
              (32, 2, 20, 1, 0, 0), (1, 2, 100, 0, 1, 0)]
     if n_stages > 1:
-        cases = [(1, 1, 100, 0, 0, 1), (1, 1, 100, 0, 0, 0), (32, 2, 20, 0, 0, 1), (32, 2, 20, 0, 0, 0),
-                 (1, 2, 100, 0, 1, 1), (1, 2, 100, 0, 1, 0)]
+        cases = [(1, 1, 100, 0, 0, -1), (1, 2, 100, 0, 0, -1), (32, 2, 20, 0, 0, -1), (1, 2, 100, 0, 1, -1)]
     results = []
     for case in cases:
         out = subprocess.run([sys.executable, __file__, "--checkpoint", args.checkpoint, "--name", args.name,

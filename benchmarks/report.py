@@ -113,11 +113,20 @@ def inference_section(rows: list[dict]) -> list[str]:
            "JPEG decoding not).", "",
            "| checkpoint | case | stages | batch | threads | flip | ms / image | images / s | peak RSS MiB |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    cascades = []
     for r in rows:
         for c in r["cases"]:
             out.append(f"| `{r['benchmark']}` | {c.get('case', 'crops')} | {c.get('stages', 1)} | {c['batch']} | "
                        f"{c['threads']} | {'yes' if c['flip'] else 'no'} | {c['ms_per_image']:.2f} | "
                        f"{c['images_per_s']} | {c['peak_rss_mib']} |")
+            if "ratio_to_stage1" in c:
+                cascades.append(f"| `{r['benchmark']}` | {c['case']} | {c['batch']} | {c['threads']} | "
+                                f"{c['stage1_ms_per_image']:.2f} | {c['ms_per_image']:.2f} | "
+                                f"**{c['ratio_to_stage1']}** |")
+    if cascades:
+        out += ["", "Cascade cost: stage 1 alone and the whole cascade timed in alternation in one process (target "
+                    "ratio ≤ 2).", "", *_header("checkpoint", "case", "batch", "threads", "stage 1 ms / image",
+                                                "cascade ms / image", "ratio"), *cascades]
     return out + _provenance(rows)
 
 
