@@ -15,6 +15,8 @@ from common import RESULTS
 ROOT = Path(__file__).resolve().parents[1]
 LIMBS = ("upper_arm", "lower_arm", "upper_leg", "lower_leg", "mean")
 LIMB_NAMES = ("upper arm", "lower arm", "upper leg", "lower leg")
+# the columns of `_score_cells`
+SCORE_COLUMNS = (*LIMB_NAMES, "**PCP mean**", "PCK@0.1", "**PCK@0.2**", "PCP / PCK@0.2 with flip")
 
 
 def _load(prefix: str) -> list[dict]:
@@ -43,21 +45,25 @@ def _header(*columns: str) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
 
 
+def _score_cells(plain: dict, flip: dict) -> str:
+    """The LSP test cells a stage-1 row and a cascade-stage row share: PCP per limb and mean, PCK@0.1, PCK@0.2,
+    and PCP / PCK@0.2 with the flip test."""
+    return (" | ".join(_f(plain["pcp"][k]) for k in LIMBS[:4]) + f" | **{_f(plain['pcp']['mean'])}** | "
+            f"{_f(plain['pck']['0.1'])} | **{_f(plain['pck']['0.2'])}** | {_f(flip['pcp']['mean'])} / "
+            f"{_f(flip['pck']['0.2'])}")
+
+
 def accuracy_section(rows: list[dict]) -> list[str]:
     out = ["## Stage 1 on LSP test (1001–2000, all 14 joints scored)", "",
            "Trained on LSP train (minus 200 validation images) + all of LSPET on 2 CPU cores; the checkpoint is "
            "the best on validation PCK@0.2. PCP is strict PCP; PCK is PDJ at the given fraction of the torso "
            "diameter.", "",
-           *_header("model", "head", "input", "params", "train min", "epochs", *LIMB_NAMES, "**PCP mean**", "PCK@0.1",
-                    "**PCK@0.2**", "PCP / PCK@0.2 with flip")]
+           *_header("model", "head", "input", "params", "train min", "epochs", *SCORE_COLUMNS)]
     for r in rows:
         t, plain, flip = r["training"], r["results"]["plain"], r["results"]["flip"]
         epochs = f"{t.get('epochs_run', t.get('epochs_done'))}/{t.get('epochs_planned', '?')}"
         out.append(f"| {t['arch']} (`{r['benchmark']}`) | {t.get('head', 'fc')} | {t['input_size']} | "
-                   f"{t['n_parameters'] / 1e6:.2f}M | {t['train_minutes']} | {epochs} | "
-                   + " | ".join(_f(plain["pcp"][k]) for k in LIMBS[:4])
-                   + f" | **{_f(plain['pcp']['mean'])}** | {_f(plain['pck']['0.1'])} | **{_f(plain['pck']['0.2'])}** | "
-                   f"{_f(flip['pcp']['mean'])} / {_f(flip['pck']['0.2'])} |")
+                   f"{t['n_parameters'] / 1e6:.2f}M | {t['train_minutes']} | {epochs} | {_score_cells(plain, flip)} |")
     if rows:
         for name, p in rows[0]["paper"].items():
             out.append(f"| DeepPose paper, {name.removeprefix('deeppose ')} | fc | 220 | ≈40M (paper) | – | – | "
@@ -70,16 +76,12 @@ def cascade_section(rows: list[dict]) -> list[str]:
            "Stage 1 is the shipped stage-1 model; each refinement stage regresses every joint's displacement inside "
            "its joint box from a sub-image (Eq. 6, 7) and trains on boxes simulated from the previous stage's "
            "errors on the training images (Eq. 8). Strict PCP; PCK@0.2 of the torso diameter.", "",
-           *_header("run", "stage", *LIMB_NAMES, "**PCP mean**", "PCK@0.1", "**PCK@0.2**", "PCP / PCK@0.2 with flip",
-                    "stage training min")]
+           *_header("run", "stage", *SCORE_COLUMNS, "stage training min")]
     for r in rows:
         minutes = {t["stage"]: t["train_minutes"] for t in r["training"]}
         for plain, flip in zip(r["results"]["plain"], r["results"]["flip"]):
             st = plain["stage"]
-            out.append(f"| `{r['benchmark']}` | st{st} | " + " | ".join(_f(plain["pcp"][k]) for k in LIMBS[:4])
-                       + f" | **{_f(plain['pcp']['mean'])}** | {_f(plain['pck']['0.1'])} | "
-                       f"**{_f(plain['pck']['0.2'])}** | {_f(flip['pcp']['mean'])} / {_f(flip['pck']['0.2'])} | "
-                       f"{minutes.get(st, '–')} |")
+            out.append(f"| `{r['benchmark']}` | st{st} | {_score_cells(plain, flip)} | {minutes.get(st, '–')} |")
         sm = r["summary"]
         out += ["", f"`{r['benchmark']}`: stage 2 − stage 1 = **{sm['stage2_minus_stage1_pcp']:+.3f} PCP** (target "
                     f"≥ +{sm['target_stage2_gain']:.2f}); the cascade's {sm['cascade_pcp']:.3f} against the best "
@@ -97,8 +99,8 @@ def throughput_section(rows: list[dict]) -> list[str]:
     out = ["## Training throughput", "",
            "End to end (DataLoader with augmentation and crops → forward + backward + step) against the same step "
            "on one batch already in memory. Target ratio ≥ 0.8.", "",
-           "| model | input | batch | workers | end to end img/s | in memory img/s | ratio | loader alone img/s |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+           *_header("model", "input", "batch", "workers", "end to end img/s", "in memory img/s", "ratio",
+                    "loader alone img/s")]
     for r in rows:
         out.append(f"| {r['arch']} (`{r['benchmark']}`) | {r['input_size']} | {r['batch_size']} | {r['num_workers']} | "
                    f"{r['end_to_end_images_per_s']} | {r['in_memory_images_per_s']} | **{r['ratio']}** | "
@@ -111,8 +113,8 @@ def inference_section(rows: list[dict]) -> list[str]:
            "Median over repeats, each case in a fresh process (peak RSS is that process's). `crops`: the network "
            "on ready uint8 crops; `image`: `Predictor.predict_image` on a 200×200 RGB array (crop warp included, "
            "JPEG decoding not).", "",
-           "| checkpoint | case | stages | batch | threads | flip | ms / image | images / s | peak RSS MiB |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           *_header("checkpoint", "case", "stages", "batch", "threads", "flip", "ms / image", "images / s",
+                    "peak RSS MiB")]
     cascades = []
     for r in rows:
         for c in r["cases"]:

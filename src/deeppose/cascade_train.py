@@ -28,11 +28,11 @@ from deeppose.checkpoint import load_checkpoint, model_from_checkpoint, save_che
 from deeppose.config import TrainConfig, to_dict
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import StageTask, build_datasets, build_network, fit, loss_mask
+from deeppose.engine import StageTask, build_datasets, build_network, fit, loss_function, loss_mask
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import write_json
 from deeppose.geometry import diam
-from deeppose.losses import LOSSES, masked_mean
+from deeppose.losses import masked_mean
 from deeppose.metrics import pck, pcp
 from deeppose.models.cascade import Cascade, box_crops, own_joint, refinement_stage, refinement_target
 from deeppose.simulation import DisplacementStats, fit_displacements, simulated_boxes
@@ -107,9 +107,7 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
     c = cfg.cascade
     skeleton, k = train.skeleton, train.skeleton.num_joints
     model = build_network(c.model, k, c.crop_size)
-    if cfg.loss not in LOSSES:
-        raise DeepPoseError(None, f"config cascade.loss: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
-    loss_fn = LOSSES[cfg.loss]
+    loss_fn = loss_function(cfg, "cascade.loss")
     val_pred, val_gt, val_labelled, val_sources = stage_outputs(previous, val, previous.stage1.input_size,
                                                                 keep_sources=True, progress=False)
 

@@ -175,11 +175,7 @@ class StageTask:
 def stage1_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset) -> StageTask:
     """The stage-1 regressor (Eq. 2-4): crops of the person box -> K box-normalized joints."""
     model = build_model(cfg, train.skeleton.num_joints)
-    if cfg.loss not in LOSSES:
-        raise DeepPoseError(None, f"config loss: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
-    if cfg.loss_mask not in ("labelled", "visible"):
-        raise DeepPoseError(None, f"config loss_mask: {cfg.loss_mask!r} is not 'labelled' or 'visible'")
-    loss_fn = LOSSES[cfg.loss]
+    loss_fn = loss_function(cfg, "loss")
 
     def loss(item: dict[str, Any]) -> torch.Tensor:
         images = item["image"]
@@ -190,6 +186,16 @@ def stage1_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset) -> Stage
     return StageTask(model, CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed), loss,
                      lambda: validate(model, val, cfg.data.input_size, cfg.val_alpha),
                      model_meta(cfg, train.skeleton.num_joints, train.skeleton.name))
+
+
+def loss_function(cfg: TrainConfig, key: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The per-joint loss `cfg.loss` names, after checking it and `cfg.loss_mask` (`key`: the config key of
+    the loss, for the error message)."""
+    if cfg.loss not in LOSSES:
+        raise DeepPoseError(None, f"config {key}: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
+    if cfg.loss_mask not in ("labelled", "visible"):
+        raise DeepPoseError(None, f"config loss_mask: {cfg.loss_mask!r} is not 'labelled' or 'visible'")
+    return LOSSES[cfg.loss]
 
 
 def loss_mask(cfg: TrainConfig, item: dict[str, Any]) -> torch.Tensor:

@@ -111,10 +111,13 @@ def write_json(path: str | Path, data: dict) -> Path:
 
 
 def write_report(out: str | Path, pred: np.ndarray, dataset: PoseDataset, title: str, extra: dict | None = None,
-                 n_sheet: int = 24) -> dict:
-    """Write metrics.json, pdj.png and sheet.png (predicted stick figures) into `out`; return the metrics."""
+                 n_sheet: int = 24, scored: dict | None = None) -> dict:
+    """Write metrics.json, pdj.png and sheet.png (predicted stick figures) into `out`; return the metrics.
+
+    `scored`: `score(pred, dataset)` when the caller already has it.
+    """
     out = Path(out)
-    metrics = score(pred, dataset)
+    metrics = dict(scored) if scored is not None else score(pred, dataset)
     if extra:
         metrics.update(extra)
     write_json(out / "metrics.json", metrics)
@@ -149,7 +152,7 @@ def write_stage_report(out: str | Path, pred: np.ndarray, dataset: PoseDataset, 
         stages.append({"stage": s + 1, "pcp": m["pcp"], "pck": m["pck"], "pdj_auc": m["pdj_auc"]})
         stage_groups.append(joint_group_curves(m["pdj"], dataset.skeleton))
         alphas = np.asarray(m["pdj"]["alphas"])
-    metrics = write_report(out, pred[:, -1], dataset, title, extra={**(extra or {}), "stages": stages})
+    metrics = write_report(out, pred[:, -1], dataset, title, extra={**(extra or {}), "stages": stages}, scored=m)
     groups = tuple(g for g in ("wrist", "elbow", "knee", "ankle") if g in stage_groups[0]) or \
         tuple(stage_groups[0])[:4]
     plot_pdj_stages(alphas, stage_groups, out / "pdj_stages.png", groups, title=f"PDJ by stage: {title}")
