@@ -71,7 +71,8 @@ def main() -> int:
                "cascade_pcp": plain[-1]["pcp"]["mean"], "best_stage1_only_pcp": best_stage1,
                "target_stage2_gain": 0.04}
     cascade = {"stages": meta["stages"], "sigma": meta["sigma"], "crop_size": meta["crop_size"],
-               "source_size": meta["source_size"], "refiner_model": meta["refiners"][0]["model"]}
+               "source_size": meta["source_size"], "joints": meta.get("joints", "all"),
+               "refiner_model": meta["refiners"][0]["model"]}
     path = write_result(args.name, {"dataset": "LSP test (1001-2000), all 14 joints scored", "cascade": cascade,
                                     "training": _stage_training(args.run, meta, stage1_result), "results": results,
                                     "summary": summary, "paper": PAPER}, " ".join(sys.argv))

@@ -73,8 +73,8 @@ def accuracy_section(rows: list[dict]) -> list[str]:
 
 def cascade_section(rows: list[dict]) -> list[str]:
     out = ["## DeepPose cascade on LSP test, stage by stage (Table 1)", "",
-           "Stage 1 is the shipped stage-1 model; each refinement stage regresses every joint's displacement inside "
-           "its joint box from a sub-image (Eq. 6, 7) and trains on boxes simulated from the previous stage's "
+           "Stage 1 is the shipped stage-1 model; each refinement stage regresses each refined joint's displacement "
+           "inside its joint box from a sub-image (Eq. 6, 7) and trains on boxes simulated from the previous stage's "
            "errors on the training images (Eq. 8). Strict PCP; PCK@0.2 of the torso diameter.", "",
            *_header("run", "stage", *SCORE_COLUMNS, "stage training min")]
     for r in rows:
@@ -86,13 +86,18 @@ def cascade_section(rows: list[dict]) -> list[str]:
         out += ["", f"`{r['benchmark']}`: stage 2 − stage 1 = **{sm['stage2_minus_stage1_pcp']:+.3f} PCP** (target "
                     f"≥ +{sm['target_stage2_gain']:.2f}); the cascade's {sm['cascade_pcp']:.3f} against the best "
                     f"stage-1-only model's {sm['best_stage1_only_pcp']:.3f}. Geometry: σ = {r['cascade']['sigma']}, "
-                    f"{r['cascade']['crop_size']} px sub-images cut from the box at {r['cascade']['source_size']} px.",
-                ""]
+                    f"{r['cascade']['crop_size']} px sub-images cut from the box at {r['cascade']['source_size']} px; "
+                    f"refined joints: {_joint_list(r['cascade'].get('joints', 'all'))}.", ""]
     if rows:
         out += _header("DeepPose paper (Table 1)", *LIMB_NAMES, "PCP mean")
         for name, p in rows[0]["paper"].items():
             out.append(f"| {name} | " + " | ".join(_f(p[k], 2) for k in LIMBS) + " |")
     return out + _provenance(rows)
+
+
+def _joint_list(joints: list[str] | str) -> str:
+    """'all 14' for a cascade that refines every joint, else the names."""
+    return joints if isinstance(joints, str) else ("all 14" if len(joints) == 14 else ", ".join(joints))
 
 
 def throughput_section(rows: list[dict]) -> list[str]:

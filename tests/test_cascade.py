@@ -158,3 +158,22 @@ def test_cascade_applies_each_stage_in_turn():
         cascade(images, sources, stages=4)
     # the stage function equals the module's step
     assert torch.allclose(refinement_stage(_Shift(step), sources, out[:, 0], LSP, 1.0, 16), out[:, 1])
+
+
+def test_a_stage_on_a_joint_subset_moves_only_those_joints():
+    y1 = _pose(1)[0]
+    step = torch.full((14, 2), 0.1)
+    sources = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    y_prev = y1.expand(2, 14, 2)
+    wrists = torch.tensor([LSP.index("r_wrist"), LSP.index("l_wrist")])
+    full = refinement_stage(_Shift(step), sources, y_prev, LSP, 1.0, 16)
+    part = refinement_stage(_Shift(step), sources, y_prev, LSP, 1.0, 16, wrists)
+    others = torch.ones(14, dtype=torch.bool)
+    others[wrists] = False
+    assert torch.equal(part[:, wrists], full[:, wrists])
+    assert torch.equal(part[:, others], y_prev[:, others])
+    cascade = Cascade(_Shift(y1), [_Shift(step)], LSP, sigma=1.0, crop_size=16, source_size=32,
+                      joints=wrists.tolist())
+    assert torch.equal(cascade(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), sources)[:, 1], part)
+    with pytest.raises(ValueError, match="joints"):
+        Cascade(_Shift(y1), [], LSP, sigma=1.0, crop_size=16, source_size=32, joints=[14])

@@ -105,6 +105,38 @@ def test_cascade_config_errors(synthetic_root, tmp_path):
         train_cascade(bad, tmp_path / "y")
 
 
+def test_a_cascade_that_refines_only_the_wrists(cascade_run, synthetic_root, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "synthetic").symlink_to(synthetic_root, target_is_directory=True)
+    run = tmp_path / "wrists"
+    assert main(["train", f"data.root={data}", *STAGE1, *CASCADE, "cascade.stages=2",
+                 "cascade.joints=[l_wrist,r_wrist]", f"cascade.stage1={cascade_run / 'cascade_s1.pt'}",
+                 "--out", str(run)]) == 0
+    meta = load_checkpoint(run / "cascade.pt")["meta"]
+    assert meta["joints"] == ["r_wrist", "l_wrist"] and meta["refiners"][0]["joints"] == ["r_wrist", "l_wrist"]
+    model, _ = model_from_checkpoint(run / "cascade.pt")
+    assert model.joints == [6, 11]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=g)
+    sources = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=g)
+    with torch.inference_mode():
+        out = model(images, sources)
+    assert torch.equal(out[:, 1, :6], out[:, 0, :6]) and not torch.equal(out[:, 1, 6], out[:, 0, 6])
+    # a config that names other joints than the checkpoint refuses to extend it
+    with pytest.raises(DeepPoseError, match="joints"):
+        main(["train", f"data.root={data}", *STAGE1, *CASCADE, "cascade.stages=3", "cascade.joints=[l_wrist]",
+              f"cascade.stage1={run / 'cascade.pt'}", "--out", str(tmp_path / "other")])
+
+
+def test_an_unknown_joint_name_is_a_config_error(tmp_path):
+    from deeppose.cascade_train import train_cascade
+
+    cfg = load_config(None, [*STAGE1, "cascade.stages=2", "cascade.joints=[l_wristt]"])
+    with pytest.raises(DeepPoseError, match="l_wristt"):
+        train_cascade(cfg, tmp_path / "x")
+
+
 @pytest.mark.slow
 def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, tmp_path):
     """A fixed-seed minute of Eq. 8 training: joints displaced from the truth come back closer to it."""

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deeppose.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, ship_checkpoint
-from deeppose.config import TrainConfig, to_dict
+from deeppose.config import CascadeConfig, TrainConfig, to_dict
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.engine import StageTask, build_datasets, build_network, fit, loss_function, loss_mask
@@ -36,7 +36,7 @@ from deeppose.losses import masked_mean
 from deeppose.metrics import pck, pcp
 from deeppose.models.cascade import Cascade, box_crops, own_joint, refinement_stage, refinement_target
 from deeppose.simulation import DisplacementStats, fit_displacements, simulated_boxes
-from deeppose.skeleton import get_skeleton
+from deeppose.skeleton import Skeleton, get_skeleton
 
 
 def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, dict[str, Any]]:
@@ -47,23 +47,39 @@ def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, dict[str, A
     """
     model, meta = model_from_checkpoint(path)
     c = cfg.cascade
-    if meta.get("kind") == "cascade":
-        if (meta["sigma"], meta["crop_size"], meta["source_size"]) != (c.sigma, c.crop_size, c.source_size):
-            raise DeepPoseError(path, f"cascade has sigma/crop_size/source_size {meta['sigma']}/{meta['crop_size']}/"
-                                      f"{meta['source_size']}, the config {c.sigma}/{c.crop_size}/{c.source_size}")
-        return model, meta
     skeleton = get_skeleton(meta["skeleton"])
-    cascade = Cascade(model, [], skeleton, c.sigma, c.crop_size, c.source_size).eval()
+    joints = refined_joints(c, skeleton)
+    if meta.get("kind") == "cascade":
+        have = (meta["sigma"], meta["crop_size"], meta["source_size"], meta.get("joints", list(skeleton.joints)))
+        want = (c.sigma, c.crop_size, c.source_size, [skeleton.joints[j] for j in joints])
+        if have != want:
+            raise DeepPoseError(path, f"cascade has sigma/crop_size/source_size/joints {'/'.join(map(str, have))}, "
+                                      f"the config {'/'.join(map(str, want))}")
+        return model, meta
+    cascade = Cascade(model, [], skeleton, c.sigma, c.crop_size, c.source_size, joints).eval()
     stage1 = {k: v for k, v in meta.items() if k in ("arch", "model", "num_joints", "skeleton", "input_size",
                                                       "config", "best_val_pck", "train_seconds", "n_parameters")}
     return cascade, cascade_meta(stage1, [], c)
 
 
-def cascade_meta(stage1: dict[str, Any], refiners: list[dict[str, Any]], c: Any) -> dict[str, Any]:
+def refined_joints(c: CascadeConfig, skeleton: Skeleton) -> list[int]:
+    """Indices of the joints `c.joints` names (all K when it is empty), in skeleton order."""
+    if not c.joints:
+        return list(range(skeleton.num_joints))
+    try:
+        return sorted({skeleton.index(name) for name in c.joints})
+    except KeyError as e:
+        raise DeepPoseError(None, f"config cascade.joints: {e.args[0]}") from None
+
+
+def cascade_meta(stage1: dict[str, Any], refiners: list[dict[str, Any]], c: CascadeConfig) -> dict[str, Any]:
     """The checkpoint meta of a cascade: the stage-1 meta, one entry per refinement stage, and the geometry."""
+    skeleton = get_skeleton(stage1["skeleton"])
     return {"kind": "cascade", "arch": "cascade", "num_joints": stage1["num_joints"], "skeleton": stage1["skeleton"],
             "input_size": stage1["input_size"], "stages": 1 + len(refiners), "sigma": c.sigma,
-            "crop_size": c.crop_size, "source_size": c.source_size, "stage1": stage1, "refiners": refiners}
+            "crop_size": c.crop_size, "source_size": c.source_size,
+            "joints": [skeleton.joints[j] for j in refined_joints(c, skeleton)], "stage1": stage1,
+            "refiners": refiners}
 
 
 @torch.inference_mode()
@@ -106,6 +122,8 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
     """
     c = cfg.cascade
     skeleton, k = train.skeleton, train.skeleton.num_joints
+    joints = torch.tensor(refined_joints(c, skeleton))
+    n = len(joints)
     model = build_network(c.model, k, c.crop_size)
     loss_fn = loss_function(cfg, "cascade.loss")
     val_pred, val_gt, val_labelled, val_sources = stage_outputs(previous, val, previous.stage1.input_size,
@@ -117,15 +135,14 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
         d = diam(y, item["labelled"], skeleton)
         ok = torch.isfinite(d) & (d > 0)
         y, mask, d, sources = y[ok], mask[ok], d[ok], item["image"][ok]
-        boxes = simulated_boxes(y, d, stats, c.sigma, c.draws)  # (B, D, K, 4)
+        boxes = simulated_boxes(y, d, stats, c.sigma, c.draws)[:, :, joints]  # (B, D, J, 4)
         b = len(y)
-        crops = box_crops(sources, boxes.reshape(b, c.draws * k, 4), c.crop_size)
+        crops = box_crops(sources, boxes.reshape(b, c.draws * n, 4), c.crop_size)
         if c.model.channels_last:
             crops = crops.contiguous(memory_format=torch.channels_last)
-        joint = torch.arange(k).repeat(b * c.draws)
-        psi = own_joint(model(crops), joint).view(b, c.draws, k, 2)
-        target = refinement_target(y[:, None], boxes)
-        mask = mask[:, None].expand(b, c.draws, k)
+        psi = own_joint(model(crops), joints.repeat(b * c.draws)).view(b, c.draws, n, 2)
+        target = refinement_target(y[:, None, joints], boxes)
+        mask = mask[:, None, joints].expand(b, c.draws, n)
         if c.inside_only:
             mask = mask & (target.abs() <= 0.5).all(-1)
         return masked_mean(loss_fn(psi, target), mask)
@@ -134,14 +151,15 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
     def validate() -> dict[str, float]:
         model.eval()
         prev = torch.from_numpy(val_pred[:, -1]).float()
-        out = torch.cat([refinement_stage(model, val_sources[i:i + 64], prev[i:i + 64], skeleton, c.sigma, c.crop_size)
-                         for i in range(0, len(prev), 64)]).double().numpy()
+        out = torch.cat([refinement_stage(model, val_sources[i:i + 64], prev[i:i + 64], skeleton, c.sigma, c.crop_size,
+                                          joints) for i in range(0, len(prev), 64)]).double().numpy()
         model.train()
         return {"val_pck": pck(out, val_gt, val_labelled, skeleton, cfg.val_alpha),
                 "val_pcp": pcp(out, val_gt, val_labelled, skeleton)["mean"]}
 
     meta = {"kind": "refiner", "stage": stage, "arch": c.model.arch, "model": asdict(c.model), "num_joints": k,
             "skeleton": skeleton.name, "input_size": c.crop_size, "sigma": c.sigma, "crop_size": c.crop_size,
+            "joints": [skeleton.joints[j] for j in joints.tolist()],
             "source_size": c.source_size, "stats": stats.to_dict(), "config": to_dict(cfg),
             "previous_val_pck": pck(val_pred[:, -1], val_gt, val_labelled, skeleton, cfg.val_alpha)}
     crops = CropDataset(train, c.source_size, cfg.data.augment, seed=cfg.seed)
@@ -192,7 +210,7 @@ def assemble(previous: Cascade, previous_meta: dict[str, Any], stage_dir: Path, 
     refiner = build_network(replace(cfg.cascade.model, backbone_weights=""), m["num_joints"], m["crop_size"])
     refiner.load_state_dict(ckpt["model"], strict=True)
     cascade = Cascade(previous.stage1, [*previous.refiners, refiner], previous.skeleton, previous.sigma,
-                      previous.crop_size, previous.source_size).eval()
+                      previous.crop_size, previous.source_size, previous.joints).eval()
     entry = {k: m[k] for k in ("stage", "model", "stats", "best_val_pck", "previous_val_pck", "train_seconds",
                                "n_parameters") if k in m}
     return cascade, cascade_meta(previous_meta["stage1"], [*previous_meta["refiners"], entry], cfg.cascade)

@@ -98,8 +98,9 @@ def model_from_meta(meta: dict[str, Any]) -> nn.Module:
 
         stage1 = model_from_meta(meta["stage1"])
         refiners = [network_from_meta(r["model"], meta["num_joints"], meta["crop_size"]) for r in meta["refiners"]]
-        return Cascade(stage1, refiners, get_skeleton(meta["skeleton"]), meta["sigma"], meta["crop_size"],
-                       meta["source_size"])
+        skeleton = get_skeleton(meta["skeleton"])
+        joints = [skeleton.index(name) for name in meta.get("joints", skeleton.joints)]
+        return Cascade(stage1, refiners, skeleton, meta["sigma"], meta["crop_size"], meta["source_size"], joints)
     return network_from_meta(meta["model"], meta["num_joints"], meta["input_size"])
 
 

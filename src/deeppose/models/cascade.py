@@ -74,12 +74,13 @@ def own_joint(psi: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
 
 
 def refinement_stage(refiner: nn.Module, sources: torch.Tensor, y_prev: torch.Tensor, skeleton: Skeleton,
-                     sigma: float, crop_size: int) -> torch.Tensor:
+                     sigma: float, crop_size: int, joints: torch.Tensor | None = None) -> torch.Tensor:
     """One refinement stage s (Eq. 6 and 7): joint boxes b_i^(s-1) around y^(s-1), their crops, psi, update.
 
     Args:
-        refiner: maps (B * K, 3, c, c) crops to (B * K, K, 2); the crop of joint i reads output i.
+        refiner: maps (N, 3, c, c) crops to (N, K, 2); the crop of joint i reads output i.
         sources: (B, 3, R, R); y_prev: (B, K, 2) box-normalized joints of stage s-1.
+        joints: (J,) long, the joints this stage refines (default all K); the others keep y^(s-1).
 
     Returns:
         (B, K, 2) stage-s joints.
@@ -87,10 +88,14 @@ def refinement_stage(refiner: nn.Module, sources: torch.Tensor, y_prev: torch.Te
     b, k = y_prev.shape[:2]
     labelled = torch.ones(b, k, dtype=torch.bool, device=y_prev.device)
     boxes = joint_boxes(y_prev, diam(y_prev, labelled, skeleton), sigma)
+    if joints is None:
+        joints = torch.arange(k, device=y_prev.device)
+    boxes = boxes[:, joints]
     crops = box_crops(sources, boxes, crop_size).contiguous(memory_format=torch.channels_last)
-    joint = torch.arange(k, device=y_prev.device).repeat(b)
-    psi = own_joint(refiner(crops), joint).view(b, k, 2)
-    return refine(y_prev, boxes, psi)
+    psi = own_joint(refiner(crops), joints.repeat(b)).view(b, len(joints), 2)
+    out = y_prev.clone()
+    out[:, joints] = refine(y_prev[:, joints], boxes, psi)
+    return out
 
 
 class Cascade(nn.Module):
@@ -103,10 +108,12 @@ class Cascade(nn.Module):
         skeleton: gives the torso diagonals of diam(y).
         sigma: joint box side relative to diam(y) (Eq. 7).
         crop_size, source_size: side of the sub-images, and of the sources they are cut from.
+        joints: indices of the joints the refinement stages refine (default all K, the paper); the others
+            keep their stage-1 position.
     """
 
     def __init__(self, stage1: nn.Module, refiners: list[nn.Module], skeleton: Skeleton, sigma: float,
-                 crop_size: int, source_size: int) -> None:
+                 crop_size: int, source_size: int, joints: list[int] | None = None) -> None:
         super().__init__()
         self.stage1 = stage1
         self.refiners = nn.ModuleList(refiners)
@@ -114,6 +121,9 @@ class Cascade(nn.Module):
         self.sigma = sigma
         self.crop_size = crop_size
         self.source_size = source_size
+        self.joints = list(range(skeleton.num_joints)) if joints is None else list(joints)
+        if not self.joints or not all(0 <= j < skeleton.num_joints for j in self.joints):
+            raise ValueError(f"joints: expected indices in 0..{skeleton.num_joints - 1}, got {joints}")
 
     @property
     def num_stages(self) -> int:
@@ -129,6 +139,7 @@ class Cascade(nn.Module):
             raise ValueError(f"sources: expected (B, 3, {self.source_size}, {self.source_size}), got "
                              f"{tuple(sources.shape)}")
         out = [self.stage1(images).float()]
+        joints = torch.tensor(self.joints, device=images.device)
         for refiner in self.refiners[: n - 1]:
-            out.append(refinement_stage(refiner, sources, out[-1], self.skeleton, self.sigma, self.crop_size))
+            out.append(refinement_stage(refiner, sources, out[-1], self.skeleton, self.sigma, self.crop_size, joints))
         return torch.stack(out, dim=1)
