@@ -41,6 +41,18 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path):
     assert json.loads((tmp_path / "full" / "config.json").read_text())["model"]["arch"] == "small"
 
 
+def test_a_budget_cut_mid_epoch_is_validated_and_the_budget_can_be_extended(data_dir, tmp_path):
+    cut = fit(_cfg(data_dir, "max_minutes=1e-6"), tmp_path / "r", progress=False)  # out of time after one step
+    assert cut["stopped_early"] and cut["steps"] == 1
+    rows = list(csv.DictReader(open(tmp_path / "r" / "val_log.csv")))
+    assert [r["epoch"] for r in rows] == ["0.25"] and (tmp_path / "r" / "best.pt").is_file()
+    # resuming with a longer budget is the same run; the partial epoch is not validated twice
+    rest = fit(_cfg(data_dir, "max_minutes=0"), tmp_path / "r", resume=True, progress=False)
+    assert not rest["stopped_early"] and rest["steps"] == 2 * (32 // 8)
+    rows = list(csv.DictReader(open(tmp_path / "r" / "val_log.csv")))
+    assert [r["epoch"] for r in rows] == ["0.25", "1", "2"]
+
+
 def test_run_folder_rules(data_dir, tmp_path):
     cfg = _cfg(data_dir)
     fit(cfg, tmp_path / "r", stop_after_steps=1, progress=False)

@@ -203,6 +203,16 @@ def loss_mask(cfg: TrainConfig, item: dict[str, Any]) -> torch.Tensor:
     return item["labelled"] if cfg.loss_mask == "labelled" else item["visible"]
 
 
+def _run_identity(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's config without its time budget: what must match for `--resume` (a budget may be extended)."""
+    if config is None:
+        return None
+    out = {k: v for k, v in config.items() if k not in ("max_minutes", "checkpoint_minutes")}
+    if isinstance(out.get("cascade"), dict):
+        out["cascade"] = {k: v for k, v in out["cascade"].items() if k != "max_minutes"}
+    return out
+
+
 def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_steps: int = 0,
         progress: bool = True, make_task: Callable[[TrainConfig, PoseDataset, PoseDataset], StageTask] = stage1_task
         ) -> dict[str, Any]:
@@ -247,8 +257,9 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     epoch, step, best, seconds_before = 0, 0, -1.0, 0.0
     if resume:
         ckpt = load_checkpoint(last_path)
-        if ckpt["meta"].get("config") != meta["config"]:
-            raise DeepPoseError(last_path, "the run was started with another config; resume it with the same one")
+        if _run_identity(ckpt["meta"].get("config")) != _run_identity(meta["config"]):
+            raise DeepPoseError(last_path, "the run was started with another config; resume it with the same one "
+                                           "(only the time budget, max_minutes, may change)")
         model.load_state_dict(ckpt["model"], strict=True)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -262,16 +273,36 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     print(f"training {meta.get('kind', cfg.model.arch)} ({n_params / 1e6:.2f}M parameters) on {len(train)} images "
           f"({train.name}), validating on {len(val)}; {cfg.epochs} epochs x {steps_per_epoch} steps")
 
-    def checkpoint(path: Path) -> None:
+    def checkpoint(path: Path, best: float) -> None:
         save_checkpoint(path, model, {**meta, "epoch": epoch, "step": step, "best_val_pck": best,
                                       "n_parameters": n_params,
                                       "train_seconds": seconds_before + time.perf_counter() - start},
                         optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), rng_torch=torch.get_rng_state())
 
+    def validate_and_keep_best(best: float) -> float:
+        """Validate the current weights, log them, checkpoint last.pt and copy it to best.pt if it improved."""
+        nonlocal last_ckpt
+        metrics = task.validate()
+        at = step // steps_per_epoch if step % steps_per_epoch == 0 else round(step / steps_per_epoch, 2)
+        _append_csv(out / "val_log.csv", [{"epoch": at, "step": step, **{k: round(v, 5) for k, v in metrics.items()},
+                                           "seconds": round(seconds_before + time.perf_counter() - start, 1)}])
+        for k, v in metrics.items():
+            writer.add_scalar(f"val/{k}", v, step)
+        bar.write(f"epoch {at:g}/{cfg.epochs}: val PCK@{cfg.val_alpha:g} {metrics['val_pck']:.4f}  "
+                  f"PCP {metrics['val_pcp']:.4f}")
+        improved = metrics["val_pck"] > best
+        best = max(best, metrics["val_pck"])
+        checkpoint(last_path, best)
+        last_ckpt = time.perf_counter()
+        if improved:
+            shutil.copyfile(last_path, out / ".best.pt.tmp")
+            (out / ".best.pt.tmp").replace(out / "best.pt")
+        return best
+
     start = time.perf_counter()
     last_ckpt = last_line = start
-    steps_run, images_seen, stopped = 0, 0, False
+    steps_run, images_seen, stopped, out_of_time = 0, 0, False, False
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress,
                dynamic_ncols=True)
     model.train()
@@ -315,29 +346,17 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             if time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60 and step % steps_per_epoch:
                 _append_csv(out / "train_log.csv", rows)
                 rows = []
-                checkpoint(last_path)
+                checkpoint(last_path, best)
                 last_ckpt = time.perf_counter()
         if step % steps_per_epoch == 0 and step > 0 and step // steps_per_epoch > epoch:
             epoch = step // steps_per_epoch
-            metrics = task.validate()
-            _append_csv(out / "val_log.csv", [{"epoch": epoch, "step": step, **{k: round(v, 5) for k, v in
-                                                                               metrics.items()},
-                                               "seconds": round(seconds_before + time.perf_counter() - start, 1)}])
-            for k, v in metrics.items():
-                writer.add_scalar(f"val/{k}", v, step)
-            bar.write(f"epoch {epoch}/{cfg.epochs}: val PCK@{cfg.val_alpha:g} {metrics['val_pck']:.4f}  "
-                      f"PCP {metrics['val_pcp']:.4f}")
-            improved = metrics["val_pck"] > best
-            best = max(best, metrics["val_pck"])
-            checkpoint(last_path)
-            last_ckpt = time.perf_counter()
-            if improved:
-                shutil.copyfile(last_path, out / ".best.pt.tmp")
-                (out / ".best.pt.tmp").replace(out / "best.pt")
+            best = validate_and_keep_best(best)
+        elif stopped and out_of_time and step > epoch * steps_per_epoch:
+            best = validate_and_keep_best(best)  # a budget cut mid-epoch still competes for best.pt
     bar.close()
     _append_csv(out / "train_log.csv", rows)
     if stopped:
-        checkpoint(last_path)
+        checkpoint(last_path, best)
     writer.close()
     elapsed = time.perf_counter() - start
     return {"steps": step, "epochs_done": epoch, "stopped_early": stopped, "best_val_pck": best,
