@@ -133,7 +133,7 @@ class TrainConfig:
     """A whole training run.
 
     Attributes:
-        loss: "l2" (DeepPose Eq. 4) or "l1".
+        loss: "l2" (DeepPose Eq. 4), "l1" or "smooth_l1".
         loss_mask: "labelled" (every joint with a coordinate, LSP's occluded ones included) or "visible".
         epochs: passes over the training data; the schedule spans all of them.
         max_minutes: stop (with a checkpoint) after this much training wall time, summed over resumed calls

@@ -29,7 +29,20 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).abs().sum(dim=-1)
 
 
-LOSSES = {"l2": l2_loss, "l1": l1_loss}
+def smooth_l1_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 0.01) -> torch.Tensor:
+    """Smooth-L1 (Huber) variant of Eq. (4), summed over x and y: quadratic below `beta` (box units), linear above.
+
+    Args:
+        pred, target: (B, K, 2) box-normalized coordinates.
+
+    Returns:
+        (B, K) per-joint losses.
+    """
+    _check(pred, target)
+    return torch.nn.functional.smooth_l1_loss(pred, target, reduction="none", beta=beta).sum(dim=-1)
+
+
+LOSSES = {"l2": l2_loss, "l1": l1_loss, "smooth_l1": smooth_l1_loss}
 
 
 def masked_mean(losses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
