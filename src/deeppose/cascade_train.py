@@ -36,7 +36,7 @@ from deeppose.losses import masked_mean
 from deeppose.metrics import pck, pcp
 from deeppose.models.cascade import Cascade, box_crops, own_joint, refinement_stage, refinement_target
 from deeppose.simulation import DisplacementStats, fit_displacements, simulated_boxes
-from deeppose.skeleton import Skeleton, get_skeleton
+from deeppose.skeleton import SKELETONS, Skeleton, get_skeleton
 
 
 def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, dict[str, Any]]:
@@ -211,7 +211,7 @@ def assemble(previous: Cascade, previous_meta: dict[str, Any], stage_dir: Path, 
     refiner.load_state_dict(ckpt["model"], strict=True)
     cascade = Cascade(previous.stage1, [*previous.refiners, refiner], previous.skeleton, previous.sigma,
                       previous.crop_size, previous.source_size, previous.joints).eval()
-    entry = {k: m[k] for k in ("stage", "model", "stats", "best_val_pck", "previous_val_pck", "train_seconds",
+    entry = {k: m[k] for k in ("stage", "model", "joints", "stats", "best_val_pck", "previous_val_pck", "train_seconds",
                                "n_parameters") if k in m}
     return cascade, cascade_meta(previous_meta["stage1"], [*previous_meta["refiners"], entry], cfg.cascade)
 
@@ -236,6 +236,9 @@ def train_cascade(cfg: TrainConfig, out: str | Path, resume: bool = False, upto_
     last = min(c.stages, upto_stage or c.stages)
     if c.stages < 2:
         raise DeepPoseError(None, "config cascade.stages must be at least 2 for a cascade (1: train stage 1 alone)")
+    known = {name for skeleton in SKELETONS.values() for name in skeleton.joints}
+    if unknown := [name for name in c.joints if name not in known]:
+        raise DeepPoseError(None, f"config cascade.joints: no skeleton has a joint named {', '.join(unknown)}")
     out.mkdir(parents=True, exist_ok=True)
     stage1_path = Path(c.stage1) if c.stage1 else out / "stage1" / "best.pt"
     if not c.stage1 and not (out / "cascade_s1.pt").is_file():
