@@ -17,15 +17,16 @@ from torch.utils.data import DataLoader
 
 from deeppose.config import load_config
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import EpochSampler, build_datasets, build_model, make_optimizer
-from deeppose.losses import LOSSES, masked_mean
+from deeppose.engine import EpochSampler, build_datasets, build_model, make_objective, make_optimizer
+from deeppose.losses import masked_mean
+from deeppose.models.output import head_output
 
 
-def step(model, opt, loss_fn, batch, channels_last: bool) -> None:  # noqa: ANN001
+def step(model, opt, objective, batch, channels_last: bool) -> None:  # noqa: ANN001
     images = batch["image"]
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    loss = masked_mean(loss_fn(model(images), batch["joints"]), batch["labelled"])
+    loss = masked_mean(objective(head_output(model, images), batch["joints"]), batch["labelled"])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -44,7 +45,7 @@ def main() -> int:
     crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
     model = build_model(cfg, train.skeleton.num_joints).train()
     opt, _ = make_optimizer(model, cfg, 10_000)
-    loss_fn = LOSSES[cfg.loss]
+    loss_fn = make_objective(cfg, cfg.model, cfg.loss, cfg.heatmap, "loss")
     bs = cfg.optim.batch_size
     n = (args.steps + args.warmup) * bs
     loader = DataLoader(crops, batch_size=bs, sampler=EpochSampler(len(crops), 0, 0), drop_last=True,

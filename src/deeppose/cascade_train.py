@@ -28,13 +28,14 @@ from deeppose.checkpoint import load_checkpoint, model_from_checkpoint, save_che
 from deeppose.config import CascadeConfig, TrainConfig, to_dict
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import StageTask, build_datasets, build_network, fit, loss_function, loss_mask
+from deeppose.engine import StageTask, build_datasets, build_network, fit, loss_mask, make_objective
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import write_json
 from deeppose.geometry import diam
 from deeppose.losses import masked_mean
 from deeppose.metrics import pck, pcp
-from deeppose.models.cascade import Cascade, box_crops, own_joint, refinement_stage, refinement_target
+from deeppose.models.cascade import Cascade, box_crops, refinement_stage, refinement_target
+from deeppose.models.output import head_output
 from deeppose.simulation import DisplacementStats, fit_displacements, simulated_boxes
 from deeppose.skeleton import SKELETONS, Skeleton, get_skeleton
 
@@ -109,7 +110,8 @@ def stage_outputs(cascade: Cascade, dataset: PoseDataset, input_size: int, keep_
 def stage_config(cfg: TrainConfig) -> TrainConfig:
     """The TrainConfig a refinement stage's run uses: the cascade's model, optimizer, loss and budget."""
     c = cfg.cascade
-    return replace(cfg, model=c.model, optim=c.optim, loss=c.loss, epochs=c.epochs, max_minutes=c.max_minutes)
+    return replace(cfg, model=c.model, optim=c.optim, loss=c.loss, heatmap=c.heatmap, epochs=c.epochs,
+                   max_minutes=c.max_minutes)
 
 
 def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, previous: Cascade, stats: DisplacementStats,
@@ -125,7 +127,7 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
     joints = torch.tensor(refined_joints(c, skeleton))
     n = len(joints)
     model = build_network(c.model, k, c.crop_size)
-    loss_fn = loss_function(cfg, "cascade.loss")
+    objective = make_objective(cfg, c.model, c.loss, c.heatmap, "cascade.loss")
     val_pred, val_gt, val_labelled, val_sources = stage_outputs(previous, val, previous.stage1.input_size,
                                                                 keep_sources=True, progress=False)
 
@@ -140,12 +142,12 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
         crops = box_crops(sources, boxes.reshape(b, c.draws * n, 4), c.crop_size)
         if c.model.channels_last:
             crops = crops.contiguous(memory_format=torch.channels_last)
-        psi = own_joint(model(crops), joints.repeat(b * c.draws)).view(b, c.draws, n, 2)
+        out = head_output(model, crops).select(joints.repeat(b * c.draws))  # the crop of joint i reads output i
         target = refinement_target(y[:, None, joints], boxes)
         mask = mask[:, None, joints].expand(b, c.draws, n)
         if c.inside_only:
             mask = mask & (target.abs() <= 0.5).all(-1)
-        return masked_mean(loss_fn(psi, target), mask)
+        return masked_mean(objective(out, target.reshape(-1, 1, 2)).view(b, c.draws, n), mask)
 
     @torch.inference_mode()
     def validate() -> dict[str, float]:

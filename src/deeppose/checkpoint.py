@@ -86,7 +86,8 @@ def network_from_meta(m: dict[str, Any], num_joints: int, input_size: int) -> nn
     model = create_model(m["arch"], num_joints, input_size, dropout=m.get("dropout"), width=m.get("width", 1.0),
                         stride=m.get("stride", 32), reduce=m.get("reduce", 128), hidden=m.get("hidden", 0),
                         freeze_bn=m.get("freeze_bn", False), head=m.get("head", "fc"),
-                        top_stride=m.get("top_stride", 32))
+                        top_stride=m.get("top_stride", 32), score=m.get("score", False),
+                        refine=m.get("refine", False))
     return model.to(memory_format=torch.channels_last) if m.get("channels_last", False) else model
 
 

@@ -1,4 +1,4 @@
-"""The `deeppose` command line: `data check|synth`, `train`, `eval`, `predict`, `demo`.
+"""The `deeppose` command line: `data check|synth`, `train`, `eval`, `predict`, `compare`, `ship`, `demo`.
 
 Bad input ends with one line `deeppose: error: <file>: <problem>` on stderr and exit code 2.
 """
@@ -140,16 +140,33 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     decoded = [(path, read_image(path)) for path in images]  # fail on a bad image before writing anything
     out = Path(args.out)
     for path, image in decoded:
-        joints = predictor.predict_image(image, box)
+        joints, confidence = predictor.predict_image_with_confidence(image, box)
+        shown = ~(confidence < args.min_confidence)  # NaN (no confidence) is shown
         write_json(out / f"{path.stem}.json", {
             "image": str(path), "width": image.shape[1], "height": image.shape[0],
             "box": None if box is None else box.tolist(), "skeleton": predictor.skeleton.name,
             "stages": predictor.stages,
-            "joints": [{"name": n, "x": float(x), "y": float(y)} for n, (x, y) in zip(predictor.skeleton.joints,
-                                                                                        joints)]})
-        save_image(out / f"{path.stem}.png",
-                   draw_pose(image, joints, np.ones(len(joints), bool), predictor.skeleton))
+            "joints": [{"name": n, "x": float(x), "y": float(y), "confidence": None if np.isnan(c) else float(c)}
+                       for n, (x, y), c in zip(predictor.skeleton.joints, joints, confidence)]})
+        save_image(out / f"{path.stem}.png", draw_pose(image, joints, shown, predictor.skeleton))
     print(f"wrote {len(decoded)} predictions to {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from deeppose.compare import collect_rows, format_rows, plot_comparison, run_comparison
+    from deeppose.evaluation import write_json
+
+    if not args.report_only:
+        run_comparison(args.spec, args.out, args.only or None, progress=sys.stderr.isatty())
+    rows = collect_rows(args.spec, args.out)
+    if not rows:
+        raise DeepPoseError(args.out, "no finished comparison entries here yet")
+    out = Path(args.out)
+    write_json(out / "comparison.json", {"spec": str(args.spec), "rows": rows})
+    plot_comparison(rows, out / "comparison.png", f"Heads on LSP test, {Path(args.spec).stem}")
+    print(format_rows(rows))
+    print(f"wrote {out / 'comparison.json'} and {out / 'comparison.png'}")
     return 0
 
 
@@ -209,7 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image, LSP's convention)")
     pr.add_argument("--flip", action="store_true", help="flip test")
     pr.add_argument("--stages", type=int, help="cascade: run stages 1..N (default all)")
+    pr.add_argument("--min-confidence", type=float, default=0.0,
+                    help="draw only joints whose confidence reaches this (the JSON keeps them all)")
     pr.set_defaults(func=_cmd_predict)
+
+    cmp = sub.add_parser("compare", help="train, score and time every head of a comparison spec on LSP (resumable)")
+    cmp.add_argument("--spec", default="configs/compare_heads_cpu.yaml")
+    cmp.add_argument("--out", required=True, help="run folder; finished entries are kept and skipped")
+    cmp.add_argument("--only", nargs="*", help="entry names to run (default all)")
+    cmp.add_argument("--report-only", action="store_true", help="only tabulate and plot the finished entries")
+    cmp.set_defaults(func=_cmd_compare)
 
     ship = sub.add_parser("ship", help="inference-only copy of a checkpoint (fp16 weights, no optimizer state)")
     ship.add_argument("--checkpoint", required=True)

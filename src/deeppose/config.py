@@ -49,7 +49,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Architecture (see models.factory.create_model)."""
+    """Architecture (see models.factory.create_model).
+
+    Attributes:
+        head: "fc" (DeepPose), "soft_argmax" / "dsnt" (DSNT transform), "heatmap" (Tompson).
+        stride: where the FC head reads the backbone, or the heatmap stride of the other heads.
+        score: the FC head learns a per-joint confidence (the heatmap heads have theirs built in).
+        refine: Tompson's position refinement on the heatmap head.
+    """
 
     arch: str = "mobilenet_v2"
     head: str = "fc"
@@ -62,6 +69,27 @@ class ModelConfig:
     backbone_weights: str = ""
     freeze_bn: bool = False
     channels_last: bool = True
+    score: bool = True
+    refine: bool = False
+
+
+@dataclass
+class HeatmapLossConfig:
+    """The losses of the heatmap heads (see `objectives`).
+
+    Attributes:
+        sigma: width in heatmap cells of the Gaussian targets: Tompson's MSE target, DSNT's sigma_t.
+        regularizer: the DSNT head's regularizer on its normalized maps: "js" (Jensen-Shannon divergence to
+            the Gaussian target), "variance" (their variance towards sigma^2) or "" (none: the coordinate loss
+            alone, i.e. the soft-argmax head).
+        weight: lambda, the regularizer's weight.
+        fine_sigma: width in window samples of the position refinement's Gaussian target.
+    """
+
+    sigma: float = 1.0
+    regularizer: str = "js"
+    weight: float = 1.0
+    fine_sigma: float = 1.0
 
 
 @dataclass
@@ -124,6 +152,7 @@ class CascadeConfig:
                                                                    reduce=32, dropout=0.0))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(batch_size=16))
     loss: str = "l1"
+    heatmap: HeatmapLossConfig = field(default_factory=HeatmapLossConfig)
     epochs: int = 10
     max_minutes: float = 0.0
 
@@ -133,7 +162,9 @@ class TrainConfig:
     """A whole training run.
 
     Attributes:
-        loss: "l2" (DeepPose Eq. 4), "l1" or "smooth_l1".
+        loss: the coordinate loss of the fc, soft_argmax and dsnt heads: "l2" (DeepPose Eq. 4), "l1",
+            "smooth_l1" or "euclidean" (DSNT's); "mse" for the heatmap head (Tompson: MSE on heatmaps).
+        heatmap: targets and regularizers of the heatmap heads.
         loss_mask: "labelled" (every joint with a coordinate, LSP's occluded ones included) or "visible".
         epochs: passes over the training data; the schedule spans all of them.
         max_minutes: stop (with a checkpoint) after this much training wall time, summed over resumed calls
@@ -148,6 +179,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     loss: str = "l1"
+    heatmap: HeatmapLossConfig = field(default_factory=HeatmapLossConfig)
     loss_mask: str = "labelled"
     epochs: int = 10
     max_minutes: float = 0.0

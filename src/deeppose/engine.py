@@ -22,16 +22,18 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from deeppose.checkpoint import load_checkpoint, save_checkpoint
-from deeppose.config import DataConfig, ModelConfig, TrainConfig, to_dict
+from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, TrainConfig, to_dict
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import predict_dataset
 from deeppose.geometry import joints_box
-from deeppose.losses import LOSSES, masked_mean
+from deeppose.losses import masked_mean
 from deeppose.metrics import pck, pcp
 from deeppose.models.factory import count_parameters, create_model
+from deeppose.models.output import head_output
+from deeppose.objectives import Objective
 from deeppose.paths import data_root, weights_root
 
 TRAIN_LOG_EVERY = 10  # steps between rows of train_log.csv
@@ -94,7 +96,7 @@ def resolve_weights(path: str) -> str | None:
 def build_network(m: ModelConfig, num_joints: int, input_size: int) -> nn.Module:
     """A configured network with its backbone weights loaded (channels_last if configured)."""
     model = create_model(m.arch, num_joints, input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
-                         resolve_weights(m.backbone_weights), m.freeze_bn, m.head, m.top_stride)
+                         resolve_weights(m.backbone_weights), m.freeze_bn, m.head, m.top_stride, m.score, m.refine)
     return model.to(memory_format=torch.channels_last) if m.channels_last else model
 
 
@@ -175,27 +177,26 @@ class StageTask:
 def stage1_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset) -> StageTask:
     """The stage-1 regressor (Eq. 2-4): crops of the person box -> K box-normalized joints."""
     model = build_model(cfg, train.skeleton.num_joints)
-    loss_fn = loss_function(cfg, "loss")
+    objective = make_objective(cfg, cfg.model, cfg.loss, cfg.heatmap, "loss")
 
     def loss(item: dict[str, Any]) -> torch.Tensor:
         images = item["image"]
         if cfg.model.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return masked_mean(loss_fn(model(images), item["joints"]), loss_mask(cfg, item))
+        return masked_mean(objective(head_output(model, images), item["joints"]), loss_mask(cfg, item))
 
     return StageTask(model, CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed), loss,
                      lambda: validate(model, val, cfg.data.input_size, cfg.val_alpha),
                      model_meta(cfg, train.skeleton.num_joints, train.skeleton.name))
 
 
-def loss_function(cfg: TrainConfig, key: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The per-joint loss `cfg.loss` names, after checking it and `cfg.loss_mask` (`key`: the config key of
-    the loss, for the error message)."""
-    if cfg.loss not in LOSSES:
-        raise DeepPoseError(None, f"config {key}: unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
+def make_objective(cfg: TrainConfig, model: ModelConfig, loss: str, heatmap: HeatmapLossConfig, key: str
+                   ) -> Objective:
+    """The per-joint training loss of `model`'s head, after checking it and `cfg.loss_mask` (`key`: the config
+    key of the loss, for the error message)."""
     if cfg.loss_mask not in ("labelled", "visible"):
         raise DeepPoseError(None, f"config loss_mask: {cfg.loss_mask!r} is not 'labelled' or 'visible'")
-    return LOSSES[cfg.loss]
+    return Objective(model.head, loss, heatmap, key)
 
 
 def loss_mask(cfg: TrainConfig, item: dict[str, Any]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import crops_to_image, predict_dataset
 from deeppose.models.cascade import Cascade
+from deeppose.models.output import head_output
 from deeppose.skeleton import Skeleton, get_skeleton
 
 
@@ -92,6 +93,29 @@ class Predictor(nn.Module):
         u = flip_average(self.model, (images,), self.skeleton) if self.flip else self.model(images)
         return u[:, None]
 
+    def all_stages_with_confidence(self, images: torch.Tensor, sources: torch.Tensor | None = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `all_stages`, plus the (B, K) per-joint confidence in [0, 1] (NaN where the model has none; see
+        `HeadOutput.confidence`); with the flip test, the mean of both passes'."""
+        if self.is_cascade:
+            if sources is None:
+                raise ValueError("a cascade needs the sources (the boxes sampled at source_size) as well")
+
+            def run(*x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return self.model.forward_with_confidence(*x, stages=self.stages)
+            inputs: tuple[torch.Tensor, ...] = (images, sources)
+        else:
+            def run(*x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                out = head_output(self.model, x[0])
+                return out.joints[:, None], out.confidence
+            inputs = (images,)
+        u, confidence = run(*inputs)
+        if self.flip:
+            u_flip, c_flip = run(*(x.flip(-1) for x in inputs))
+            u = (u + mirror_joints(u_flip, self.skeleton)) / 2
+            confidence = (confidence + c_flip[:, self.skeleton.flip_permutation()]) / 2
+        return u, confidence
+
     def forward(self, images: torch.Tensor, sources: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, S, S) uint8 crops [and sources] -> (B, K, 2) normalized joints of the last stage run."""
         return self.all_stages(images, sources)[:, -1]
@@ -100,6 +124,13 @@ class Predictor(nn.Module):
     def predict_image(self, image: np.ndarray, box: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
         """One RGB image (H, W, 3) uint8 and an optional box (c_x, c_y, w, h) -> (K, 2) joints in pixels
         ((n, K, 2), every stage, with `all_stages`)."""
+        return self.predict_image_with_confidence(image, box, all_stages)[0]
+
+    @torch.inference_mode()
+    def predict_image_with_confidence(self, image: np.ndarray, box: np.ndarray | None = None,
+                                      all_stages: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Like `predict_image`, plus the (K,) per-joint confidence in [0, 1] (NaN: the model has none), to
+        threshold on."""
         k = self.skeleton.num_joints
         sample = Sample(Path(""), np.zeros((k, 2), np.float32), np.zeros(k, bool), np.zeros(k, bool),
                         None if box is None else np.asarray(box, np.float32))
@@ -109,10 +140,11 @@ class Predictor(nn.Module):
             return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None], affine
 
         x, affine = tensor(self.input_size)
-        u = self.all_stages(x, tensor(self.source_size)[0] if self.is_cascade else None)[0]
+        u, confidence = self.all_stages_with_confidence(x, tensor(self.source_size)[0] if self.is_cascade else None)
+        u = u[0]
         pixels = crops_to_image(u.reshape(1, -1, 2), torch.from_numpy(affine)[None], self.input_size)
         pixels = pixels.reshape(u.shape).numpy()
-        return pixels if all_stages else pixels[-1]
+        return (pixels if all_stages else pixels[-1]), confidence[0].numpy()
 
     def predict_dataset(self, dataset: PoseDataset, batch_size: int = 32, num_workers: int = 0,
                         progress: bool = True, all_stages: bool = False) -> np.ndarray:

@@ -42,7 +42,13 @@ def smooth_l1_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 0.01)
     return torch.nn.functional.smooth_l1_loss(pred, target, reduction="none", beta=beta).sum(dim=-1)
 
 
-LOSSES = {"l2": l2_loss, "l1": l1_loss, "smooth_l1": smooth_l1_loss}
+def euclidean_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """DSNT's Euclidean loss ||y - psi(x)||_2 (not squared) per joint; (B, K, 2) -> (B, K)."""
+    _check(pred, target)
+    return ((pred - target).pow(2).sum(dim=-1) + eps).sqrt()
+
+
+LOSSES = {"l2": l2_loss, "l1": l1_loss, "smooth_l1": smooth_l1_loss, "euclidean": euclidean_loss}
 
 
 def masked_mean(losses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from deeppose.geometry import crop_matrix, diam, joint_boxes, normalized_to_crop_pixel, warp_images_torch
+from deeppose.models.output import head_output
 from deeppose.skeleton import Skeleton
 
 
@@ -132,14 +133,21 @@ class Cascade(nn.Module):
     def forward(self, images: torch.Tensor, sources: torch.Tensor, stages: int | None = None) -> torch.Tensor:
         """(B, 3, S, S) stage-1 crops and (B, 3, R, R) sources of the same boxes -> (B, n, K, 2) joints of
         stages 1..n (n = `stages`, default all), box-normalized."""
+        return self.forward_with_confidence(images, sources, stages)[0]
+
+    def forward_with_confidence(self, images: torch.Tensor, sources: torch.Tensor, stages: int | None = None
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `forward`, plus (B, K) per-joint confidence: stage 1's, the stage that found each joint (the
+        refinement stages only move it within its joint box)."""
         n = self.num_stages if stages is None else stages
         if not 1 <= n <= self.num_stages:
             raise ValueError(f"stages must be in 1..{self.num_stages}, got {n}")
         if sources.ndim != 4 or sources.shape[-2:] != (self.source_size, self.source_size):
             raise ValueError(f"sources: expected (B, 3, {self.source_size}, {self.source_size}), got "
                              f"{tuple(sources.shape)}")
-        out = [self.stage1(images).float()]
+        first = head_output(self.stage1, images)
+        out = [first.joints.float()]
         joints = torch.tensor(self.joints, device=images.device)
         for refiner in self.refiners[: n - 1]:
             out.append(refinement_stage(refiner, sources, out[-1], self.skeleton, self.sigma, self.crop_size, joints))
-        return torch.stack(out, dim=1)
+        return torch.stack(out, dim=1), first.confidence.float()

@@ -16,7 +16,7 @@ from torch import nn
 from deeppose.errors import DeepPoseError
 from deeppose.models.alexnet import DeepPoseAlexNet
 from deeppose.models.mobilenet_v2 import MobileNetV2
-from deeppose.models.regression import BackboneRegressor
+from deeppose.models.regression import PYRAMID_HEADS, BackboneRegressor
 from deeppose.models.resnet import ResNet
 from deeppose.models.small import SmallRegressor
 
@@ -81,7 +81,8 @@ def unused_classifier_keys(state: dict) -> list[str]:
 
 def create_model(arch: str, num_joints: int, input_size: int, dropout: float | None = None, width: float = 1.0,
                  stride: int = 32, reduce: int = 128, hidden: int = 0, backbone_weights: str | Path | None = None,
-                 freeze_bn: bool = False, head: str = "fc", top_stride: int = 32) -> nn.Module:
+                 freeze_bn: bool = False, head: str = "fc", top_stride: int = 32, score: bool = False,
+                 refine: bool = False) -> nn.Module:
     """Create a stage-1 regressor.
 
     Args:
@@ -94,8 +95,9 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
         stride, reduce, hidden: where and how the FC head reads the backbone (see BackboneRegressor).
         backbone_weights: optional torchvision-layout ImageNet weights for the backbone.
         freeze_bn: keep the backbone's BatchNorm statistics fixed while training (see BackboneRegressor).
-        head: "fc" or "soft_argmax" for the backbone architectures (see BackboneRegressor).
-        top_stride: deepest backbone level of the soft-argmax head (see BackboneRegressor).
+        head: "fc", "soft_argmax", "dsnt" or "heatmap" for the backbone architectures (see BackboneRegressor).
+        top_stride: deepest backbone level of the heatmap heads (see BackboneRegressor).
+        score, refine: the FC head's learned confidence; the heatmap head's position refinement.
     """
     if arch == "deeppose-alexnet":
         if input_size != 220:
@@ -112,10 +114,10 @@ def create_model(arch: str, num_joints: int, input_size: int, dropout: float | N
     if backbone_weights:
         load_backbone_weights(backbone, backbone_weights)
     drop_classifier(backbone)
-    if head == "soft_argmax" and top_stride < 32 and hasattr(backbone, "truncate"):
+    if head in PYRAMID_HEADS and top_stride < 32 and hasattr(backbone, "truncate"):
         backbone.truncate(top_stride)
     return BackboneRegressor(backbone, num_joints, input_size, stride, reduce, hidden,
-                             0.2 if dropout is None else dropout, freeze_bn, head, top_stride)
+                             0.2 if dropout is None else dropout, freeze_bn, head, top_stride, score, refine)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -83,28 +83,22 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def feature_channels(self, stride: int) -> int:
-        """Channels of the feature map at output stride 8, 16 or 32."""
-        if stride not in (8, 16, 32):
-            raise ValueError(f"ResNet features exist at stride 8, 16 or 32, not {stride}")
+        """Channels of the feature map at output stride 4, 8, 16 or 32."""
+        if stride not in self.channels:
+            raise ValueError(f"ResNet features exist at stride 4, 8, 16 or 32, not {stride}")
         return self.channels[stride]
 
     def forward_features(self, x: torch.Tensor, stride: int = 32) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> (B, C, H / stride, W / stride) features."""
-        self.feature_channels(stride)
-        x = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
-        for s, layer in ((8, self.layer2), (16, self.layer3), (32, self.layer4)):
-            x = layer(x)
-            if s == stride:
-                break
-        return x
+        return self.forward_pyramid(x, (stride,))[0]
 
     def forward_pyramid(self, x: torch.Tensor, strides: tuple[int, ...]) -> list[torch.Tensor]:
         """(B, 3, H, W) normalized images -> the features at each of `strides` (ascending), in one pass."""
         for s in strides:
             self.feature_channels(s)
-        x = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         out = []
-        for s, layer in ((8, self.layer2), (16, self.layer3), (32, self.layer4)):
+        for s, layer in ((4, self.layer1), (8, self.layer2), (16, self.layer3), (32, self.layer4)):
             if s > strides[-1]:
                 break
             x = layer(x)

@@ -1,8 +1,8 @@
 """Soft-argmax (integral) regression head: heatmap logits -> spatial softmax -> expected coordinates.
 
-This is the parameter-free DSNT transform of Nibali et al. (SPEC §3) used as a stage-1 output layer, trained with
-the same coordinate loss as the fully-connected head (Eq. 4 or L1); the JS-divergence regularizer and the other
-heatmap heads belong to the head comparison. Coordinates are box-normalized as in Eq. 1: the crop spans
+This is the parameter-free DSNT transform of Nibali et al. (SPEC §3): trained with a coordinate loss alone it is
+the "soft_argmax" head; with DSNT's Jensen-Shannon or variance regularizer on the normalized maps (see
+`objectives`) it is the "dsnt" head. Both are the same network. Coordinates are box-normalized as in Eq. 1: the crop spans
 [-1/2, 1/2] in x and y, so cell j of n has centre (j + 1/2) / n - 1/2 — half the DSNT paper's X_{i,j}, whose
 range is (-1, 1).
 """
@@ -10,7 +10,13 @@ range is (-1, 1).
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from deeppose.models.output import HeadOutput
+from deeppose.models.pyramid import PyramidHead
+
+# Radius (box units, at least one heatmap cell) within which a DSNT map's mass counts as its confidence: about
+# PCK@0.2 of LSP's median torso (0.27 of the box).
+CONFIDENCE_RADIUS = 0.05
 
 
 def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -46,39 +52,35 @@ def dsnt(heatmaps: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y], dim=-1)
 
 
-def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class SoftArgmaxHead(nn.Module):
-    """A light top-down feature pyramid to the heatmap stride, K heatmap logits, spatial softmax, DSNT.
-
-    The deepest backbone level carries the context a joint needs; the shallower ones its precise place. Each
-    level is projected to `width` channels (1x1 conv), upsampled and added from the deepest down to the
-    heatmap stride, smoothed by one depthwise-separable 3x3 convolution and read out as K maps.
+def mass_near(heatmaps: torch.Tensor, joints: torch.Tensor, radius: float = CONFIDENCE_RADIUS) -> torch.Tensor:
+    """The probability mass of each normalized map within `radius` (box units, at least one cell) of `joints`:
+    DSNT's per-joint confidence, high for a tight map around its expected position.
 
     Args:
-        in_channels: channels of the backbone features at each level, shallowest (the heatmap stride) first.
-        num_joints: K.
-        width: channels of the pyramid.
-        dropout: spatial (channel) dropout before the read-out (Tompson's SpatialDropout).
+        heatmaps: (B, K, m, n), each summing to 1; joints: (B, K, 2) box-normalized.
+
+    Returns:
+        (B, K) in [0, 1].
+    """
+    m, n = heatmaps.shape[-2:]
+    r = max(radius, 1.0 / min(m, n))
+    dx = coordinate_vector(n, heatmaps.device)[None, None, None, :] - joints[..., 0, None, None]
+    dy = coordinate_vector(m, heatmaps.device)[None, None, :, None] - joints[..., 1, None, None]
+    return (heatmaps * ((dx ** 2 + dy ** 2) <= r * r)).sum(dim=(-2, -1)).clamp(0.0, 1.0)
+
+
+class SoftArgmaxHead(PyramidHead):
+    """A light top-down feature pyramid to the heatmap stride, K heatmap logits, spatial softmax, DSNT.
+
+    See `PyramidHead` for the arguments.
     """
 
-    def __init__(self, in_channels: list[int], num_joints: int, width: int = 64, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.num_joints = num_joints
-        self.lateral = nn.ModuleList(_conv_bn_relu(c, width) for c in in_channels)
-        self.smooth = nn.Sequential(_conv_bn_relu(width, width, 3, groups=width), _conv_bn_relu(width, width))
-        self.dropout = nn.Dropout2d(dropout)
-        self.logits = nn.Conv2d(width, num_joints, 1)
-
-    def heatmap_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Backbone features [(B, C_l, H_l, W_l)], shallowest first -> (B, K, H_0, W_0) logits Z."""
-        x = self.lateral[-1](features[-1])
-        for lateral, f in zip(reversed(self.lateral[:-1]), reversed(features[:-1])):
-            x = lateral(f) + nn.functional.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
-        return self.logits(self.dropout(self.smooth(x)))
+    def output(self, features: list[torch.Tensor]) -> HeadOutput:
+        """Backbone features (shallowest first) -> joints, confidence (`mass_near`) and the logits Z."""
+        logits = self.heatmap_logits(features)
+        heatmaps = spatial_softmax(logits)
+        joints = dsnt(heatmaps)
+        return HeadOutput(joints, mass_near(heatmaps, joints), logits=logits)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Backbone features (shallowest first) -> (B, K, 2) box-normalized joints."""

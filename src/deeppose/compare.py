@@ -1,0 +1,271 @@
+"""The head-to-head comparison: every head on the same backbone, data and CPU budget, on LSP test.
+
+A spec (YAML) names a base stage-1 config, the budget, a cascade recipe, and the entries (overrides of the base):
+
+    base: mobilenet_v2_cpu.yaml          # relative to the spec file
+    budget_minutes: 15                   # training time of every stage-1 entry
+    cascade: mobilenet_v2_cascade_limbs_cpu.yaml
+    cascade_minutes: 8                   # training time of the refinement stage ("+ cascade" rows)
+    entries:
+      - {name: fc_l2, label: "FC + L2 (DeepPose)", overrides: [model.head=fc, model.stride=32, loss=l2]}
+
+Each entry trains in `out/<name>` (resumable: a finished stage is skipped, a cut one resumes), is scored on
+LSP test (PCK@0.05/0.1/0.2, PCP 4-limb mean), timed (ms per image at batch 1 on the configured threads) and
+counted (parameters); `out/<name>/result.json` keeps the row. Every entry's epochs are set from a short
+throughput probe so that its cosine schedule ends with its budget, and `max_minutes` caps it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from deeppose.cascade_train import train_cascade
+from deeppose.config import TrainConfig, load_config
+from deeppose.data.registry import load_dataset
+from deeppose.data.sample import PoseDataset
+from deeppose.data.torch_dataset import CropDataset
+from deeppose.engine import build_datasets, build_model, fit, make_objective, make_optimizer
+from deeppose.errors import DeepPoseError
+from deeppose.evaluation import score, write_json
+from deeppose.inference import Predictor
+from deeppose.losses import masked_mean
+from deeppose.models.factory import count_parameters
+from deeppose.models.output import head_output
+from deeppose.paths import data_root
+
+
+@dataclass
+class Entry:
+    """One configuration of the comparison: `overrides` of the base config, and whether to add the cascade."""
+
+    name: str
+    label: str
+    overrides: list[str]
+    cascade: bool = True
+
+
+@dataclass
+class Spec:
+    """A comparison (see the module docstring); paths resolved."""
+
+    base: Path
+    budget_minutes: float
+    cascade: Path | None
+    cascade_minutes: float
+    entries: list[Entry] = field(default_factory=list)
+    threads: int = 2
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read a comparison spec; DeepPoseError naming the file on a missing or malformed one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepPoseError(path, "comparison spec not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = [Entry(e["name"], e.get("label", e["name"]), [str(o) for o in e.get("overrides", [])],
+                         bool(e.get("cascade", True))) for e in raw["entries"]]
+        spec = Spec(path.parent / raw["base"], float(raw["budget_minutes"]),
+                    path.parent / raw["cascade"] if raw.get("cascade") else None,
+                    float(raw.get("cascade_minutes", 0)), entries, int(raw.get("threads", 2)))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise DeepPoseError(path, f"malformed comparison spec ({type(exc).__name__}: {exc})") from None
+    names = [e.name for e in entries]
+    if not entries or len(set(names)) != len(names):
+        raise DeepPoseError(path, "a comparison needs entries with distinct names")
+    if spec.budget_minutes <= 0:
+        raise DeepPoseError(path, "budget_minutes must be positive")
+    return spec
+
+
+def probe_images_per_s(cfg: TrainConfig, steps: int = 6) -> float:
+    """Training images/s of a config's model (forward, loss, backward, step on one batch in memory)."""
+    train, _ = build_datasets(cfg.data, cfg.seed)
+    crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
+    bs = cfg.optim.batch_size
+    batch = torch.utils.data.default_collate([crops[i] for i in range(bs)])
+    model = build_model(cfg, train.skeleton.num_joints).train()
+    objective = make_objective(cfg, cfg.model, cfg.loss, cfg.heatmap, "loss")
+    opt, _ = make_optimizer(model, cfg, 100)
+    images = batch["image"].contiguous(memory_format=torch.channels_last) if cfg.model.channels_last \
+        else batch["image"]
+    times = []
+    for _ in range(steps + 2):
+        start = time.perf_counter()
+        loss = masked_mean(objective(head_output(model, images), batch["joints"]), batch["labelled"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    return bs / statistics.median(times[2:])
+
+
+def budget_epochs(images_per_s: float, minutes: float, n_train: int, efficiency: float = 0.85) -> int:
+    """Whole epochs that fit `minutes` at a probed speed, allowing for the loader and validation (>= 1)."""
+    return max(1, int(minutes * 60 * images_per_s * efficiency / n_train))
+
+
+@torch.inference_mode()
+def time_model(predictor: Predictor, threads: int, repeats: int = 30) -> float:
+    """Median ms per image of a Predictor on random uint8 crops at batch 1, `threads` intra-op threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randint(0, 255, (1, 3, predictor.input_size, predictor.input_size), dtype=torch.uint8)
+        r = predictor.source_size
+        sources = torch.randint(0, 255, (1, 3, r, r), dtype=torch.uint8) if r else None
+        times = []
+        for i in range(repeats + 5):
+            start = time.perf_counter()
+            predictor(x, sources)
+            if i >= 5:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3
+    finally:
+        torch.set_num_threads(previous)
+
+
+def score_row(checkpoint: Path, test: PoseDataset, threads: int, progress: bool) -> dict[str, Any]:
+    """LSP-test PCK@0.05/0.1/0.2, PCP (4-limb mean and per limb), ms/image and parameters of a checkpoint."""
+    predictor = Predictor.from_checkpoint(checkpoint)
+    s = score(predictor.predict_dataset(test, progress=progress), test)
+    return {"pck": {a: s["pck"][a] for a in ("0.05", "0.1", "0.2")}, "pcp": s["pcp"],
+            "pdj_auc": s["pdj_auc"], "ms_per_image": round(time_model(predictor, threads), 2),
+            "n_parameters": count_parameters(predictor.model), "checkpoint": str(checkpoint)}
+
+
+def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume), score and time one entry's stage-1 model; kept in out/<name>/result.json."""
+    run = out / entry.name
+    result_path = run / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    run.mkdir(parents=True, exist_ok=True)
+    plan_path = run / "plan.json"
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+    else:
+        cfg = load_config(spec.base, entry.overrides)
+        train, _ = build_datasets(cfg.data, cfg.seed)
+        ips = probe_images_per_s(cfg)
+        plan = {"probe_images_per_s": round(ips, 1), "n_train": len(train),
+                "epochs": budget_epochs(ips, spec.budget_minutes, len(train))}
+        write_json(plan_path, plan)
+    cfg = load_config(spec.base, [*entry.overrides, f"epochs={plan['epochs']}",
+                                  f"max_minutes={spec.budget_minutes * 1.1:g}"])
+    stage1 = run / "stage1"
+    if not (stage1 / "done.json").is_file():
+        write_json(stage1 / "done.json", fit(cfg, stage1, resume=(stage1 / "last.pt").is_file(), progress=progress))
+    if not (stage1 / "best.pt").is_file():
+        raise DeepPoseError(stage1, "training ended without a validated checkpoint (best.pt)")
+    done = json.loads((stage1 / "done.json").read_text())
+    row = {"name": entry.name, "label": entry.label, "overrides": entry.overrides, "plan": plan,
+           "train_minutes": round(done.get("train_seconds", 0) / 60, 1), "best_val_pck": done.get("best_val_pck"),
+           "stage1": score_row(stage1 / "best.pt", test, spec.threads, progress)}
+    write_json(result_path, row)
+    return row
+
+
+def cascade_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress: bool = True) -> dict[str, Any]:
+    """Add the spec's refinement stage on top of an entry's stage 1 (trained first by `stage1_row`); the row
+    gains a "cascade" entry."""
+    row = stage1_row(spec, entry, out, test, progress)
+    if "cascade" in row or spec.cascade is None or not entry.cascade:
+        return row
+    run = out / entry.name
+    cfg = load_config(spec.cascade, [f"cascade.stage1={run / 'stage1' / 'best.pt'}",
+                                     f"cascade.max_minutes={spec.cascade_minutes:g}"])
+    summary = train_cascade(cfg, run / "cascade", resume=True, progress=progress)
+    row["cascade"] = {**score_row(Path(summary["cascade"]), test, spec.threads, progress),
+                      "val_pck": summary["val_pck"], "max_minutes_stage2": spec.cascade_minutes}
+    write_json(run / "result.json", row)
+    return row
+
+
+def run_comparison(spec_path: str | Path, out: str | Path, only: list[str] | None = None,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or continue) a comparison: first every entry's stage 1 in order, then their cascades (so a cut-off
+    comparison has the stage-1 rows of as many entries as possible). Returns the rows, finished or not.
+
+    Args:
+        only: names of the entries to run (default all); unknown names are an error.
+    """
+    spec = load_spec(spec_path)
+    names = [e.name for e in spec.entries]
+    if only and (unknown := sorted(set(only) - set(names))):
+        raise DeepPoseError(spec_path, f"no entries named {', '.join(unknown)}; entries: {', '.join(names)}")
+    entries = [e for e in spec.entries if not only or e.name in only]
+    test = load_dataset("lsp", data_root() / "lsp", "test")
+    out = Path(out)
+    for entry in entries:
+        print(f"== {entry.name} (stage 1): {entry.label}", flush=True)
+        stage1_row(spec, entry, out, test, progress)
+    rows = []
+    for entry in entries:
+        print(f"== {entry.name} (+ cascade): {entry.label}", flush=True)
+        rows.append(cascade_row(spec, entry, out, test, progress))
+    return rows
+
+
+def collect_rows(spec_path: str | Path, out: str | Path) -> list[dict[str, Any]]:
+    """The rows finished so far (out/<name>/result.json), in the spec's order."""
+    spec = load_spec(spec_path)
+    paths = [Path(out) / e.name / "result.json" for e in spec.entries]
+    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+
+
+def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
+    """Accuracy (LSP test PCK@0.2) against speed (ms per image): one point per entry, an arrow to the entry
+    with the cascade. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for i, row in enumerate(rows):
+        color = plt.get_cmap("tab10")(i % 10)
+        a = row["stage1"]
+        ax.scatter(a["ms_per_image"], a["pck"]["0.2"], color=color, s=40, label=row["label"], zorder=3)
+        if "cascade" in row:
+            c = row["cascade"]
+            ax.annotate("", (c["ms_per_image"], c["pck"]["0.2"]), (a["ms_per_image"], a["pck"]["0.2"]),
+                        arrowprops={"arrowstyle": "->", "color": color})
+            ax.scatter(c["ms_per_image"], c["pck"]["0.2"], color=color, marker="s", s=30, zorder=3)
+    ax.set_xlabel("ms per image (batch 1, CPU)")
+    ax.set_ylabel("LSP test PCK@0.2 (14 joints)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of comparison rows (one line per model, a second per model + cascade)."""
+    lines = ["| configuration | PCK@0.05 | PCK@0.1 | PCK@0.2 | PCP mean | ms/image | parameters | train min |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        for key, suffix in (("stage1", ""), ("cascade", " + cascade")):
+            if key not in row:
+                continue
+            r = row[key]
+            minutes = row["train_minutes"] if key == "stage1" else f"+{r['max_minutes_stage2']:g}"
+            lines.append(f"| {row['label']}{suffix} | {r['pck']['0.05']:.3f} | {r['pck']['0.1']:.3f} | "
+                         f"{r['pck']['0.2']:.3f} | {r['pcp']['mean']:.3f} | {r['ms_per_image']:.1f} | "
+                         f"{r['n_parameters'] / 1e6:.2f}M | {minutes} |")
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""The light top-down feature pyramid that the heatmap heads (DSNT/soft-argmax and Tompson) share."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_bn_relu(c_in: int, c_out: int, kernel: int = 1, groups: int = 1) -> nn.Sequential:
+    """Convolution (no bias, 'same' padding), BatchNorm, ReLU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class PyramidHead(nn.Module):
+    """Backbone levels -> one `width`-channel map at the heatmap stride -> K heatmap logits.
+
+    The deepest backbone level carries the context a joint needs; the shallower ones its precise place. Each
+    level is projected to `width` channels (1x1 conv), upsampled and added from the deepest down to the
+    heatmap stride, smoothed by one depthwise-separable 3x3 convolution and read out as K maps.
+
+    Args:
+        in_channels: channels of the backbone features at each level, shallowest (the heatmap stride) first.
+        num_joints: K.
+        width: channels of the pyramid.
+        dropout: spatial (channel) dropout before the read-out (Tompson's SpatialDropout).
+    """
+
+    def __init__(self, in_channels: list[int], num_joints: int, width: int = 64, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_joints = num_joints
+        self.width = width
+        self.lateral = nn.ModuleList(conv_bn_relu(c, width) for c in in_channels)
+        self.smooth = nn.Sequential(conv_bn_relu(width, width, 3, groups=width), conv_bn_relu(width, width))
+        self.dropout = nn.Dropout2d(dropout)
+        self.logits = nn.Conv2d(width, num_joints, 1)
+
+    def pyramid(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Backbone features [(B, C_l, H_l, W_l)], shallowest first -> (B, width, H_0, W_0)."""
+        x = self.lateral[-1](features[-1])
+        for lateral, f in zip(reversed(self.lateral[:-1]), reversed(features[:-1])):
+            x = lateral(f) + nn.functional.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
+        return self.smooth(x)
+
+    def heatmap_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Backbone features [(B, C_l, H_l, W_l)], shallowest first -> (B, K, H_0, W_0) logits Z."""
+        return self.logits(self.dropout(self.pyramid(features)))
