@@ -2,8 +2,8 @@
 
 This is the parameter-free DSNT transform of Nibali et al. (SPEC §3): trained with a coordinate loss alone it is
 the "soft_argmax" head; with DSNT's Jensen-Shannon or variance regularizer on the normalized maps (see
-`objectives`) it is the "dsnt" head. Both are the same network. Coordinates are box-normalized as in Eq. 1: the crop spans
-[-1/2, 1/2] in x and y, so cell j of n has centre (j + 1/2) / n - 1/2 — half the DSNT paper's X_{i,j}, whose
+`objectives`) it is the "dsnt" head. Both are the same network. Coordinates are box-normalized as in Eq. 1: the
+crop spans [-1/2, 1/2] in x and y, so cell j of n has centre (j + 1/2) / n - 1/2 — half the DSNT paper's X_{i,j}, whose
 range is (-1, 1).
 """
 

@@ -1,0 +1,94 @@
+"""The head comparison: its spec, its epoch budget, and a tiny real comparison on LSP (train, score, time, plot)."""
+
+import json
+
+import pytest
+import yaml
+
+from deeppose.cli import main
+from deeppose.compare import budget_epochs, format_rows, load_spec, plot_comparison
+from deeppose.errors import DeepPoseError
+
+TINY = ["data.input_size=64", "data.val_size=20", "data.train=[lsp:train]", "data.num_workers=0", "model.reduce=16",
+        "optim.batch_size=16", "checkpoint_minutes=100"]
+
+
+def write_spec(folder, entries, **extra):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "base.yaml").write_text(yaml.safe_dump({"model": {"arch": "mobilenet_v2", "stride": 8}}))
+    spec = {"base": "base.yaml", "budget_minutes": 0.05, "entries": entries, **extra}
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "spec.yaml"
+
+
+def test_spec_errors_name_the_file(tmp_path):
+    with pytest.raises(DeepPoseError, match="comparison spec not found"):
+        load_spec(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: x.yaml\nentries: [{label: no name}]\n")
+    with pytest.raises(DeepPoseError, match="bad.yaml: malformed comparison spec"):
+        load_spec(bad)
+    twice = write_spec(tmp_path / "twice", [{"name": "a"}, {"name": "a"}])
+    with pytest.raises(DeepPoseError, match="distinct names"):
+        load_spec(twice)
+    spec = load_spec(write_spec(tmp_path / "ok", [{"name": "a", "overrides": ["loss=l2"]}]))
+    assert spec.entries[0].overrides == ["loss=l2"] and spec.base == tmp_path / "ok" / "base.yaml"
+    assert spec.cascade is None
+
+
+def test_the_budget_sets_whole_epochs():
+    assert budget_epochs(100.0, 10, 10_000, efficiency=1.0) == 6
+    assert budget_epochs(1.0, 1, 10_000) == 1  # at least one
+
+
+def _row(name, pck, ms, cascade=None):
+    r = {"pck": {"0.05": pck / 4, "0.1": pck / 2, "0.2": pck}, "pcp": {"mean": pck - 0.05}, "ms_per_image": ms,
+         "n_parameters": 2_300_000}
+    row = {"name": name, "label": name.upper(), "train_minutes": 15.0, "stage1": r}
+    if cascade:
+        row["cascade"] = {**r, "pck": {"0.05": 0.1, "0.1": 0.3, "0.2": cascade}, "ms_per_image": ms * 1.8,
+                          "max_minutes_stage2": 8}
+    return row
+
+
+def test_the_table_and_the_plot(tmp_path):
+    rows = [_row("dsnt", 0.7, 7.0, cascade=0.72), _row("fc", 0.6, 5.0)]
+    table = format_rows(rows)
+    assert "| DSNT | 0.175 | 0.350 | 0.700 | 0.650 | 7.0 | 2.30M | 15.0 |" in table
+    assert "| DSNT + cascade | 0.100 | 0.300 | 0.720 |" in table and "FC + cascade" not in table
+    path = plot_comparison(rows, tmp_path / "plot.png", "test")
+    assert path.stat().st_size > 10_000 and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.slow
+def test_a_tiny_comparison_on_lsp(lsp_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DEEPPOSE_DATA", str(lsp_root.parent))
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    (folder / "cascade.yaml").write_text(yaml.safe_dump({
+        "data": {"input_size": 64, "val_size": 20, "train": ["lsp:train"], "num_workers": 0},
+        "cascade": {"stages": 2, "crop_size": 16, "source_size": 64, "draws": 1, "epochs": 1,
+                    "joints": ["l_wrist", "r_wrist"], "optim": {"batch_size": 16}}}))
+    spec = write_spec(folder, [
+        {"name": "heatmap", "label": "Heatmap", "overrides": [*TINY, "model.head=heatmap", "loss=mse"]},
+        {"name": "fc", "label": "FC", "overrides": [*TINY, "model.head=fc", "model.stride=32", "loss=l2"],
+         "cascade": False}], cascade="cascade.yaml", cascade_minutes=0.05)
+    out = tmp_path / "out"
+    assert main(["compare", "--spec", str(spec), "--out", str(out), "--only", "fc"]) == 0
+    assert (out / "fc" / "result.json").is_file() and not (out / "heatmap").exists()
+    assert main(["compare", "--spec", str(spec), "--out", str(out)]) == 0
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["heatmap", "fc"]
+    assert "cascade" in rows[0] and "cascade" not in rows[1]
+    for r in (rows[0]["stage1"], rows[0]["cascade"], rows[1]["stage1"]):
+        assert 0 <= r["pck"]["0.05"] <= r["pck"]["0.1"] <= r["pck"]["0.2"] <= 1
+        assert r["ms_per_image"] > 0 and r["n_parameters"] > 1e6
+    assert rows[0]["cascade"]["n_parameters"] > rows[0]["stage1"]["n_parameters"]
+    assert (out / "comparison.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "| Heatmap + cascade |" in printed
+    # finished entries are kept: a second call trains nothing and gives the same rows
+    mtime = (out / "fc" / "result.json").stat().st_mtime
+    assert main(["compare", "--spec", str(spec), "--out", str(out)]) == 0
+    assert (out / "fc" / "result.json").stat().st_mtime == mtime
+    assert main(["compare", "--spec", str(spec), "--out", str(out), "--only", "nope"]) != 0
