@@ -29,12 +29,13 @@ def main() -> int:
     rows = collect_rows(args.spec, args.out)
     pending = [e.name for e in spec.entries if e.name not in {r["name"] for r in rows}]
     plot = plot_comparison(rows, RESULTS / f"compare_{args.name}.png", f"LSP test: heads on the same budget "
-                                                                       f"({spec.budget_minutes:g} min each)")
+                                                                       f"({spec.budget_minutes:g} min each)",
+                          spec.references)
     path = write_result(f"compare_{args.name}", {
         "dataset": "LSP test (1001-2000), all 14 joints scored", "spec": str(args.spec),
         "budget_minutes": spec.budget_minutes, "cascade_minutes": spec.cascade_minutes, "threads": spec.threads,
-        "rows": rows, "pending": pending, "plot": plot.name}, " ".join(sys.argv))
-    print(format_rows(rows))
+        "rows": rows, "references": spec.references, "pending": pending, "plot": plot.name}, " ".join(sys.argv))
+    print(format_rows(rows, spec.references))
     print(f"wrote {path} and {plot}; pending: {', '.join(pending) or 'none'}")
     return 0
 

@@ -145,10 +145,11 @@ def comparison_section(results: list[dict]) -> list[str]:
         return []
     lines = ["## Heads compared on LSP test (same backbone, data and budget)", ""]
     for r in results:
+        table = format_rows(r["rows"], r.get("references", []))
         lines += [f"`{r['benchmark']}`: `{r['spec']}`, {r['budget_minutes']:g} training minutes per model, the "
                   f"refinement stage {r['cascade_minutes']:g} more; ms/image at batch 1 on {r['threads']} threads; "
-                  "all 14 joints scored.", "", format_rows(r["rows"]), "", f"![accuracy against speed](benchmarks/"
-                  f"results/{r['plot']})", ""]
+                  "all 14 joints scored. References: the figures measured for the issue on this machine.", "",
+                  table, "", f"![accuracy against speed](benchmarks/results/{r['plot']})", ""]
         if r["pending"]:
             lines += [f"Not run yet: {', '.join(r['pending'])}.", ""]
     return lines + _provenance(results)

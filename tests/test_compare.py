@@ -31,9 +31,11 @@ def test_spec_errors_name_the_file(tmp_path):
     twice = write_spec(tmp_path / "twice", [{"name": "a"}, {"name": "a"}])
     with pytest.raises(DeepPoseError, match="distinct names"):
         load_spec(twice)
-    spec = load_spec(write_spec(tmp_path / "ok", [{"name": "a", "overrides": ["loss=l2"]}]))
+    spec = load_spec(write_spec(tmp_path / "ok", [{"name": "a", "overrides": ["loss=l2"]}],
+                                references=[{"label": "R", "pck_0.2": 0.8, "pcp": 0.7, "ms_per_image": 6}]))
     assert spec.entries[0].overrides == ["loss=l2"] and spec.base == tmp_path / "ok" / "base.yaml"
-    assert spec.cascade is None
+    assert spec.cascade is None and spec.references[0]["pck_0.2"] == 0.8
+    assert load_spec("configs/compare_heads_cpu.yaml").references[0]["label"].startswith("MoveNet")
 
 
 def test_the_budget_sets_whole_epochs():
@@ -53,10 +55,12 @@ def _row(name, pck, ms, cascade=None):
 
 def test_the_table_and_the_plot(tmp_path):
     rows = [_row("dsnt", 0.7, 7.0, cascade=0.72), _row("fc", 0.6, 5.0)]
-    table = format_rows(rows)
+    refs = [{"label": "MoveNet", "pck_0.2": 0.828, "pcp": 0.785, "ms_per_image": 5.9, "source": ""}]
+    table = format_rows(rows, refs)
+    assert "| MoveNet (reference) | – | – | 0.828 | 0.785 | 5.9 | – | – |" in table
     assert "| DSNT | 0.175 | 0.350 | 0.700 | 0.650 | 7.0 | 2.30M | 15.0 |" in table
     assert "| DSNT + cascade | 0.100 | 0.300 | 0.720 |" in table and "FC + cascade" not in table
-    path = plot_comparison(rows, tmp_path / "plot.png", "test")
+    path = plot_comparison(rows, tmp_path / "plot.png", "test", refs)
     assert path.stat().st_size > 10_000 and not list(tmp_path.glob(".*"))
 
 

@@ -154,18 +154,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from deeppose.compare import collect_rows, format_rows, plot_comparison, run_comparison
+    from deeppose.compare import collect_rows, format_rows, load_spec, plot_comparison, run_comparison
     from deeppose.evaluation import write_json
 
     if not args.report_only:
         run_comparison(args.spec, args.out, args.only or None, progress=sys.stderr.isatty())
+    references = load_spec(args.spec).references
     rows = collect_rows(args.spec, args.out)
     if not rows:
         raise DeepPoseError(args.out, "no finished comparison entries here yet")
     out = Path(args.out)
-    write_json(out / "comparison.json", {"spec": str(args.spec), "rows": rows})
-    plot_comparison(rows, out / "comparison.png", f"Heads on LSP test, {Path(args.spec).stem}")
-    print(format_rows(rows))
+    write_json(out / "comparison.json", {"spec": str(args.spec), "rows": rows, "references": references})
+    plot_comparison(rows, out / "comparison.png", f"Heads on LSP test, {Path(args.spec).stem}", references)
+    print(format_rows(rows, references))
     print(f"wrote {out / 'comparison.json'} and {out / 'comparison.png'}")
     return 0
 

@@ -62,6 +62,7 @@ class Spec:
     cascade_minutes: float
     entries: list[Entry] = field(default_factory=list)
     threads: int = 2
+    references: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -73,9 +74,12 @@ def load_spec(path: str | Path) -> Spec:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         entries = [Entry(e["name"], e.get("label", e["name"]), [str(o) for o in e.get("overrides", [])],
                          bool(e.get("cascade", True))) for e in raw["entries"]]
+        references = [{"label": str(r["label"]), "pck_0.2": float(r["pck_0.2"]), "pcp": float(r["pcp"]),
+                       "ms_per_image": float(r["ms_per_image"]), "source": str(r.get("source", ""))}
+                      for r in raw.get("references", [])]
         spec = Spec(path.parent / raw["base"], float(raw["budget_minutes"]),
                     path.parent / raw["cascade"] if raw.get("cascade") else None,
-                    float(raw.get("cascade_minutes", 0)), entries, int(raw.get("threads", 2)))
+                    float(raw.get("cascade_minutes", 0)), entries, int(raw.get("threads", 2)), references)
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise DeepPoseError(path, f"malformed comparison spec ({type(exc).__name__}: {exc})") from None
     names = [e.name for e in entries]
@@ -224,9 +228,10 @@ def collect_rows(spec_path: str | Path, out: str | Path) -> list[dict[str, Any]]
     return [json.loads(p.read_text()) for p in paths if p.is_file()]
 
 
-def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
+def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str,
+                    references: list[dict[str, Any]] = ()) -> Path:
     """Accuracy (LSP test PCK@0.2) against speed (ms per image): one point per entry, an arrow to the entry
-    with the cascade. Written atomically."""
+    with the cascade, and the spec's reference systems as black stars. Written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,7 +247,12 @@ def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str) ->
             ax.annotate("", (c["ms_per_image"], c["pck"]["0.2"]), (a["ms_per_image"], a["pck"]["0.2"]),
                         arrowprops={"arrowstyle": "->", "color": color})
             ax.scatter(c["ms_per_image"], c["pck"]["0.2"], color=color, marker="s", s=30, zorder=3)
-    ax.set_xlabel("ms per image (batch 1, CPU)")
+    for ref in references:
+        ax.scatter(ref["ms_per_image"], ref["pck_0.2"], color="black", marker="*", s=120, zorder=4)
+        ax.annotate(ref["label"], (ref["ms_per_image"], ref["pck_0.2"]), textcoords="offset points",
+                    xytext=(6, -10), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per image (batch 1, CPU, log scale)")
     ax.set_ylabel("LSP test PCK@0.2 (14 joints)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -257,8 +267,9 @@ def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str) ->
     return path
 
 
-def format_rows(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of comparison rows (one line per model, a second per model + cascade)."""
+def format_rows(rows: list[dict[str, Any]], references: list[dict[str, Any]] = ()) -> str:
+    """A Markdown table of comparison rows (one line per model, a second per model + cascade), then the
+    reference systems (PCK@0.2, PCP and speed only)."""
     lines = ["| configuration | PCK@0.05 | PCK@0.1 | PCK@0.2 | PCP mean | ms/image | parameters | train min |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
@@ -270,4 +281,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {row['label']}{suffix} | {r['pck']['0.05']:.3f} | {r['pck']['0.1']:.3f} | "
                          f"{r['pck']['0.2']:.3f} | {r['pcp']['mean']:.3f} | {r['ms_per_image']:.1f} | "
                          f"{r['n_parameters'] / 1e6:.2f}M | {minutes} |")
+    for ref in references:
+        lines.append(f"| {ref['label']} (reference) | – | – | {ref['pck_0.2']:.3f} | {ref['pcp']:.3f} | "
+                     f"{ref['ms_per_image']:.1f} | – | – |")
     return "\n".join(lines)
