@@ -1,14 +1,18 @@
 """The head comparison: its spec, its epoch budget, and a tiny real comparison on LSP (train, score, time, plot)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from deeppose.cli import main
 from deeppose.compare import budget_epochs, format_rows, load_spec, plot_comparison
+from deeppose.config import load_config
 from deeppose.errors import DeepPoseError
+from deeppose.objectives import Objective
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = ["data.input_size=64", "data.val_size=20", "data.train=[lsp:train]", "data.num_workers=0", "model.reduce=16",
         "optim.batch_size=16", "checkpoint_minutes=100"]
 
@@ -35,7 +39,7 @@ def test_spec_errors_name_the_file(tmp_path):
                                 references=[{"label": "R", "pck_0.2": 0.8, "pcp": 0.7, "ms_per_image": 6}]))
     assert spec.entries[0].overrides == ["loss=l2"] and spec.base == tmp_path / "ok" / "base.yaml"
     assert spec.cascade is None and spec.references[0]["pck_0.2"] == 0.8
-    assert load_spec("configs/compare_heads_cpu.yaml").references[0]["label"].startswith("MoveNet")
+    assert load_spec(CONFIGS / "compare_heads_cpu.yaml").references[0]["label"].startswith("MoveNet")
 
 
 def test_the_budget_sets_whole_epochs():
@@ -96,3 +100,12 @@ def test_a_tiny_comparison_on_lsp(lsp_root, tmp_path, capsys, monkeypatch):
     assert main(["compare", "--spec", str(spec), "--out", str(out)]) == 0
     assert (out / "fc" / "result.json").stat().st_mtime == mtime
     assert main(["compare", "--spec", str(spec), "--out", str(out), "--only", "nope"]) != 0
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("compare_*.yaml")), ids=lambda p: p.name)
+def test_the_shipped_comparison_specs_are_valid(path):
+    spec = load_spec(path)
+    assert spec.references and len(spec.entries) >= 8
+    for entry in spec.entries:
+        cfg = load_config(spec.base, entry.overrides)
+        Objective(cfg.model.head, cfg.loss, cfg.heatmap)  # head and loss agree
