@@ -135,8 +135,8 @@ class CascadeConfig:
             same inference time; the other joints keep their stage-1 position.
         stage1: a trained stage-1 (or shorter cascade) checkpoint to build on; "" trains stage 1 first
             from the top-level model/optim/epochs settings.
-        model, optim, loss, epochs, max_minutes: the training of each refinement stage (same architecture
-            family every stage, separate parameters).
+        model, optim, loss, heatmap, epochs, max_minutes: the training of each refinement stage (same
+            architecture family every stage, separate parameters; any head, with its loss).
     """
 
     stages: int = 1
