@@ -18,7 +18,7 @@ from deeppose.compare import collect_rows, format_rows, load_spec, plot_comparis
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spec", default="configs/compare_heads_cpu.yaml")
+    parser.add_argument("--spec", default="configs/compare/heads_mobilenet_v2.yaml")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--report-only", action="store_true")

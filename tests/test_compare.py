@@ -39,7 +39,7 @@ def test_spec_errors_name_the_file(tmp_path):
                                 references=[{"label": "R", "pck_0.2": 0.8, "pcp": 0.7, "ms_per_image": 6}]))
     assert spec.entries[0].overrides == ["loss=l2"] and spec.base == tmp_path / "ok" / "base.yaml"
     assert spec.cascade is None and spec.references[0]["pck_0.2"] == 0.8
-    assert load_spec(CONFIGS / "compare_heads_cpu.yaml").references[0]["label"].startswith("MoveNet")
+    assert load_spec(CONFIGS / "compare" / "heads_mobilenet_v2.yaml").references[0]["label"].startswith("MoveNet")
 
 
 def test_the_budget_sets_whole_epochs():
@@ -102,7 +102,7 @@ def test_a_tiny_comparison_on_lsp(lsp_root, tmp_path, capsys, monkeypatch):
     assert main(["compare", "--spec", str(spec), "--out", str(out), "--only", "nope"]) != 0
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("compare_*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((CONFIGS / "compare").glob("*.yaml")), ids=lambda p: p.name)
 def test_the_shipped_comparison_specs_are_valid(path):
     spec = load_spec(path)
     assert spec.references and len(spec.entries) >= 8

@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=_cmd_predict)
 
     cmp = sub.add_parser("compare", help="train, score and time every head of a comparison spec on LSP (resumable)")
-    cmp.add_argument("--spec", default="configs/compare_heads_cpu.yaml")
+    cmp.add_argument("--spec", default="configs/compare/heads_mobilenet_v2.yaml")
     cmp.add_argument("--out", required=True, help="run folder; finished entries are kept and skipped")
     cmp.add_argument("--only", nargs="*", help="entry names to run (default all)")
     cmp.add_argument("--report-only", action="store_true", help="only tabulate and plot the finished entries")
