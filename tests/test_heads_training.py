@@ -79,5 +79,7 @@ def test_a_cascade_refines_with_a_heatmap_head(data_root, tmp_path):
     assert meta["refiners"][0]["model"]["head"] == "heatmap"
     assert main(["eval", "--checkpoint", str(run / "cascade.pt"), "--dataset", "synthetic", "--root",
                  str(data_root / "synthetic"), "--split", "test", "--out", str(tmp_path / "report")]) == 0
+    confidence = json.loads((tmp_path / "report" / "metrics.json").read_text())["confidence"]
+    assert 0.0 <= confidence["auroc"] <= 1.0 and confidence["n_joints"] > 0
     # a heatmap-head cascade stage asks for the heatmap loss
     assert main([*args[:-2], "cascade.loss=l1", "--out", str(tmp_path / "bad")]) != 0

@@ -106,3 +106,29 @@ def test_metrics_reject_bad_shapes_and_empty_sets():
         pdj(np.zeros((2, 14, 3)), np.zeros((2, 14, 3)), np.ones((2, 14), bool), LSP14)
     with pytest.raises(ValueError, match="no images"):
         pcp(np.zeros((0, 14, 2)), np.zeros((0, 14, 2)), np.ones((0, 14), bool), LSP14)
+
+
+def test_confidence_report_ranks_right_joints_above_wrong_ones():
+    from deeppose.metrics import confidence_report
+    from deeppose.skeleton import get_skeleton
+
+    skeleton = get_skeleton("lsp14")
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(50, 150, (40, 14, 2))
+    gt[:, 8], gt[:, 3] = (60.0, 60.0), (60.0, 160.0)  # shoulder and hip: torso diameters of 100 px
+    gt[:, 9], gt[:, 2] = (140.0, 60.0), (140.0, 160.0)
+    labelled = np.ones((40, 14), bool)
+    pred = gt.copy()
+    wrong = rng.random((40, 14)) < 0.3
+    pred[wrong] += 50.0  # 70 px off: wrong at PCK@0.2 (20 px)
+    honest = confidence_report(pred, np.where(wrong, 0.1, 0.9), gt, labelled, skeleton)
+    assert honest["auroc"] == 1.0 and honest["n_joints"] == 560
+    assert honest["pck_of_most_confident"]["0.5"] == 1.0
+    assert np.isclose(honest["pck_of_most_confident"]["1"], 1 - wrong.mean())
+    liar = confidence_report(pred, np.where(wrong, 0.9, 0.1), gt, labelled, skeleton)
+    assert liar["auroc"] == 0.0
+    flat = confidence_report(pred, np.full((40, 14), 0.5), gt, labelled, skeleton)
+    assert flat["auroc"] == 0.5  # ties count half
+    assert confidence_report(pred, np.full((40, 14), np.nan), gt, labelled, skeleton) is None
+    with pytest.raises(ValueError, match="confidence must be"):
+        confidence_report(pred, np.ones((40, 13)), gt, labelled, skeleton)

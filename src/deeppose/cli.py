@@ -84,6 +84,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from deeppose.data import load_dataset
     from deeppose.evaluation import format_pcp_table, write_report, write_stage_report
     from deeppose.inference import Predictor
+    from deeppose.metrics import confidence_report
     from deeppose.paths import data_root
 
     predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip, stages=args.stages)
@@ -92,11 +93,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if dataset.skeleton.name != predictor.skeleton.name:
         raise DeepPoseError(args.checkpoint, f"model predicts {predictor.skeleton.name} joints but {args.dataset} "
                                              f"has {dataset.skeleton.name}")
-    pred = predictor.predict_dataset(dataset, args.batch_size, args.workers, progress=sys.stderr.isatty(),
-                                     all_stages=True)
+    pred, confidence = predictor.predict_dataset(dataset, args.batch_size, args.workers,
+                                                 progress=sys.stderr.isatty(), all_stages=True, with_confidence=True)
     name = Path(args.checkpoint).stem + (" + flip" if args.flip else "")
     title = f"{name} on {args.dataset} {args.split}"
-    extra = {"checkpoint": str(args.checkpoint), "flip_test": args.flip}
+    conf = confidence_report(pred[:, -1], confidence, dataset.joints(), dataset.labelled(), dataset.skeleton)
+    extra = {"checkpoint": str(args.checkpoint), "flip_test": args.flip, "confidence": conf}
     if predictor.is_cascade:
         metrics = write_stage_report(args.out, pred, dataset, title, extra={**extra, "n_stages": pred.shape[1]})
         print(format_pcp_table({f"st{st['stage']}": st["pcp"] for st in metrics["stages"]}))
@@ -105,6 +107,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(format_pcp_table({name[:14]: metrics["pcp"]}))
     print("PCK " + "  ".join(f"@{a}: {metrics['pck'][a]:.3f}" for a in ("0.05", "0.1", "0.15", "0.2")) +
           f"   ({metrics['n_images']} images, {metrics['n_joints']} joints)   report: {args.out}")
+    if conf:
+        kept = "  ".join(f"{float(f):.0%}: {v:.3f}" for f, v in conf["pck_of_most_confident"].items())
+        print(f"confidence: AUROC {conf['auroc']:.3f} (right vs wrong at PCK@0.2); PCK@0.2 of the most confident "
+              f"joints kept {kept}")
     return 0
 
 

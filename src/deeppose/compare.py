@@ -37,6 +37,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.evaluation import score, write_json
 from deeppose.inference import Predictor
 from deeppose.losses import masked_mean
+from deeppose.metrics import confidence_report
 from deeppose.models.factory import count_parameters
 from deeppose.models.output import head_output
 from deeppose.paths import data_root
@@ -138,11 +139,14 @@ def time_model(predictor: Predictor, threads: int, repeats: int = 30) -> float:
 
 
 def score_row(checkpoint: Path, test: PoseDataset, threads: int, progress: bool) -> dict[str, Any]:
-    """LSP-test PCK@0.05/0.1/0.2, PCP (4-limb mean and per limb), ms/image and parameters of a checkpoint."""
+    """LSP-test PCK@0.05/0.1/0.2, PCP (4-limb mean and per limb), how well its confidence separates right from
+    wrong joints, ms/image and parameters of a checkpoint."""
     predictor = Predictor.from_checkpoint(checkpoint)
-    s = score(predictor.predict_dataset(test, progress=progress), test)
+    pred, confidence = predictor.predict_dataset(test, progress=progress, with_confidence=True)
+    s = score(pred, test)
     return {"pck": {a: s["pck"][a] for a in ("0.05", "0.1", "0.2")}, "pcp": s["pcp"],
             "pdj_auc": s["pdj_auc"], "ms_per_image": round(time_model(predictor, threads), 2),
+            "confidence": confidence_report(pred, confidence, test.joints(), test.labelled(), test.skeleton),
             "n_parameters": count_parameters(predictor.model), "checkpoint": str(checkpoint)}
 
 

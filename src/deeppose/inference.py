@@ -147,12 +147,16 @@ class Predictor(nn.Module):
         return (pixels if all_stages else pixels[-1]), confidence[0].numpy()
 
     def predict_dataset(self, dataset: PoseDataset, batch_size: int = 32, num_workers: int = 0,
-                        progress: bool = True, all_stages: bool = False) -> np.ndarray:
+                        progress: bool = True, all_stages: bool = False, with_confidence: bool = False
+                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """(N, K, 2) pixel predictions for every sample of a dataset (its boxes, else whole images);
-        (N, n, K, 2), every stage, with `all_stages`."""
+        (N, n, K, 2), every stage, with `all_stages`; with `with_confidence`, also the (N, K) confidences."""
         if dataset.skeleton.name != self.skeleton.name:
             raise ValueError(f"model predicts {self.skeleton.name} joints, dataset {dataset.name} has "
                              f"{dataset.skeleton.name}")
-        pred = predict_dataset(self.all_stages, dataset, self.input_size, batch_size, num_workers, progress,
-                               source_size=self.source_size)
-        return pred if all_stages else pred[:, -1]
+        run = self.all_stages_with_confidence if with_confidence else self.all_stages
+        out = predict_dataset(run, dataset, self.input_size, batch_size, num_workers, progress,
+                              source_size=self.source_size, with_confidence=with_confidence)
+        pred, confidence = out if with_confidence else (out, None)
+        pred = pred if all_stages else pred[:, -1]
+        return (pred, confidence) if with_confidence else pred

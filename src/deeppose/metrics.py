@@ -8,6 +8,7 @@ non-finite prediction counts as a miss. Every result says how many joints/limbs 
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from deeppose.geometry import diam
 from deeppose.skeleton import Skeleton
@@ -150,3 +151,45 @@ def pckh(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, skeleton: Skele
         "n_images": int(usable.sum()),
         "n_images_excluded": int((~usable).sum()),
     }
+
+
+def confidence_report(pred: np.ndarray, confidence: np.ndarray, gt: np.ndarray, labelled: np.ndarray,
+                      skeleton: Skeleton, alpha: float = 0.2, keep: tuple[float, ...] = (1.0, 0.9, 0.75, 0.5)
+                      ) -> dict | None:
+    """How well per-joint confidences tell right joints (within alpha of the torso diameter) from wrong ones.
+
+    Args:
+        pred, gt: (N, K, 2) pixels; confidence: (N, K); labelled: (N, K) bool.
+
+    Returns:
+        None when the model has no confidence (all NaN); else {"auroc": the probability that a right joint
+        has a higher confidence than a wrong one (ties count half), "pck_of_most_confident": {fraction kept:
+        PCK@alpha of that most confident fraction of the scored joints}, "threshold_at": {fraction kept: the
+        confidence that keeps it}, "alpha", "n_joints"}.
+    """
+    pred, gt, labelled = _check(pred, gt, labelled)
+    confidence = np.asarray(confidence, np.float64)
+    if confidence.shape != labelled.shape:
+        raise ValueError(f"confidence must be (N, K) = {labelled.shape}, got {confidence.shape}")
+    if np.isnan(confidence).all():
+        return None
+    d = diam(gt, labelled, skeleton)
+    usable = np.isfinite(d) & (d > 0)
+    scored = labelled & usable[:, None] & np.isfinite(confidence)
+    right = (joint_errors(pred, gt) <= alpha * np.where(usable, d, np.nan)[:, None])[scored]
+    c = confidence[scored]
+    if len(c) == 0:
+        raise ValueError("no joints with a finite confidence to score")
+    ranks = rankdata(c)  # ties share their mean rank (Mann-Whitney)
+    n_right, n_wrong = int(right.sum()), int((~right).sum())
+    auroc = ((ranks[right].sum() - n_right * (n_right + 1) / 2) / (n_right * n_wrong)
+             if n_right and n_wrong else float("nan"))
+    order = np.argsort(-c, kind="stable")
+    out: dict = {"alpha": alpha, "n_joints": int(len(c)), "auroc": float(auroc), "pck_of_most_confident": {},
+                 "threshold_at": {}}
+    for f in keep:
+        n = max(1, int(round(f * len(c))))
+        out["pck_of_most_confident"][f"{f:g}"] = float(right[order[:n]].mean())
+        out["threshold_at"][f"{f:g}"] = float(c[order[n - 1]])
+    return out
+
