@@ -41,11 +41,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def result_header(name: str, command: str) -> dict:
+    """What every result file starts with: benchmark name, date, commit, machine and command."""
+    return {"benchmark": name, "date": datetime.date.today().isoformat(), "commit": git_commit(),
+            "machine": machine(), "command": command}
+
+
 def write_result(name: str, data: dict, command: str) -> Path:
     """Write benchmarks/results/<name>.json with date, commit, machine and command."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": datetime.date.today().isoformat(), "commit": git_commit(),
-               "machine": machine(), "command": command, **data}
+    payload = {**result_header(name, command), **data}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

@@ -1,8 +1,10 @@
-"""The head-to-head comparison on LSP test, published: runs (or continues) `deeppose compare` on a spec, then
-writes benchmarks/results/compare_<name>.json and its accuracy-against-speed plot for BENCHMARKS.md.
+"""The head-to-head comparison on LSP test, published: runs (or continues) `deeppose compare` on a spec with
+benchmarks/results/compare_<name>.json as its results file, so the rows committed there carry the comparison on
+from one machine to the next (finished entries are skipped), and its accuracy-against-speed plot beside it.
 
     python benchmarks/compare_heads.py --out runs/compare --name heads_mobilenet_v2
     python benchmarks/compare_heads.py ... --report-only   # publish the entries finished so far
+    python benchmarks/compare_heads.py ... --retime        # time every row again (idle machine)
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import RESULTS, write_result
+from common import RESULTS, result_header
 
-from deeppose.compare import collect_rows, format_rows, load_spec, plot_comparison, run_comparison
+from deeppose import compare
 
 
 def main() -> int:
@@ -21,22 +23,26 @@ def main() -> int:
     parser.add_argument("--spec", default="configs/compare/heads_mobilenet_v2.yaml")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--only", nargs="*", help="entry names to run (default all)")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--retime", action="store_true")
     args = parser.parse_args()
-    spec = load_spec(args.spec)
-    if not args.report_only:
-        run_comparison(args.spec, args.out, progress=sys.stderr.isatty())
-    rows = collect_rows(args.spec, args.out)
-    pending = [e.name for e in spec.entries if e.name not in {r["name"] for r in rows}]
-    plot = plot_comparison(rows, RESULTS / f"compare_{args.name}.png", f"LSP test: heads on the same budget "
-                                                                       f"({spec.budget_minutes:g} min each)",
-                          spec.references)
-    path = write_result(f"compare_{args.name}", {
-        "dataset": "LSP test (1001-2000), all 14 joints scored", "spec": str(args.spec),
-        "budget_minutes": spec.budget_minutes, "cascade_minutes": spec.cascade_minutes, "threads": spec.threads,
-        "rows": rows, "references": spec.references, "pending": pending, "plot": plot.name}, " ".join(sys.argv))
-    print(format_rows(rows, spec.references))
-    print(f"wrote {path} and {plot}; pending: {', '.join(pending) or 'none'}")
+    spec = compare.load_spec(args.spec)
+    name = f"compare_{args.name}"
+    results = RESULTS / f"{name}.json"
+
+    def publish(rows: list[dict]) -> None:
+        compare.publish_results(results, args.spec, rows, result_header(name, " ".join(sys.argv)))
+
+    recorded = compare.load_rows(results)
+    if not args.report_only and not args.retime:
+        compare.run_comparison(args.spec, args.out, args.only, sys.stderr.isatty(), recorded, publish)
+    rows = compare.collect_rows(args.spec, args.out, recorded)
+    if args.retime:
+        rows = compare.retime(args.spec, rows, sys.stderr.isatty())
+    publish(rows)
+    print(compare.format_rows(rows, spec.references))
+    print(f"wrote {results} and its plot")
     return 0
 
 

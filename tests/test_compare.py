@@ -1,15 +1,25 @@
 """The head comparison: its spec, its epoch budget, and a tiny real comparison on LSP (train, score, time, plot)."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from deeppose.cli import main
-from deeppose.compare import budget_epochs, format_rows, load_spec, plot_comparison
+from deeppose.compare import (
+    architecture_predictors,
+    budget_epochs,
+    complete,
+    format_rows,
+    load_rows,
+    load_spec,
+    plot_comparison,
+)
 from deeppose.config import load_config
 from deeppose.errors import DeepPoseError
+from deeppose.models.factory import count_parameters
 from deeppose.objectives import Objective
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -100,6 +110,38 @@ def test_a_tiny_comparison_on_lsp(lsp_root, tmp_path, capsys, monkeypatch):
     assert main(["compare", "--spec", str(spec), "--out", str(out)]) == 0
     assert (out / "fc" / "result.json").stat().st_mtime == mtime
     assert main(["compare", "--spec", str(spec), "--out", str(out), "--only", "nope"]) != 0
+    # a fresh machine keeps no run folder: the rows of the results file carry the comparison on
+    results, fresh = out / "comparison.json", tmp_path / "fresh"
+    assert main(["compare", "--spec", str(spec), "--out", str(fresh), "--results", str(results)]) == 0
+    assert not fresh.exists() and json.loads(results.read_text())["rows"] == rows
+    # speed again from the architectures alone, with the trained models' sizes
+    assert main(["compare", "--spec", str(spec), "--out", str(fresh), "--results", str(results), "--retime"]) == 0
+    timed = json.loads(results.read_text())["rows"]
+    assert timed[0]["cascade"]["timed"].startswith("architecture") and timed[1]["stage1"]["ms_per_image"] > 0
+    loaded = load_spec(spec)
+    for entry, row in zip(loaded.entries, rows, strict=True):
+        for key, predictor in architecture_predictors(loaded, entry).items():
+            assert count_parameters(predictor.model) == row[key]["n_parameters"]
+
+
+def test_results_file_errors_and_complete_rows(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text('{"rows": [{"label": "no name"}]}')
+    with pytest.raises(DeepPoseError, match="results.json.*not a comparison results file"):
+        load_rows(bad)
+    bad.write_text("{")
+    with pytest.raises(DeepPoseError, match="not a comparison results file"):
+        load_rows(bad)
+    assert load_rows(tmp_path / "none.json") == []
+    spec = load_spec(write_spec(tmp_path, [{"name": "a", "overrides": ["model.head=fc"]}], cascade="c.yaml",
+                                cascade_minutes=1))
+    entry = spec.entries[0]
+    row = {"name": "a", "overrides": ["model.head=fc"], "budget_minutes": spec.budget_minutes, "stage1": {}}
+    assert not complete(row, spec, entry)  # its cascade is missing
+    assert complete({**row, "cascade": {}}, spec, entry)
+    assert not complete({**row, "cascade": {}, "budget_minutes": spec.budget_minutes + 1}, spec, entry)
+    assert not complete({**row, "cascade": {}, "overrides": []}, spec, entry)
+    assert complete(row, spec, replace(entry, cascade=False))
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "compare").glob("*.yaml")), ids=lambda p: p.name)
@@ -109,3 +151,5 @@ def test_the_shipped_comparison_specs_are_valid(path):
     for entry in spec.entries:
         cfg = load_config(spec.base, entry.overrides)
         Objective(cfg.model.head, cfg.loss, cfg.heatmap)  # head and loss agree
+        predictors = architecture_predictors(spec, entry)  # every entry builds, alone and with its cascade
+        assert set(predictors) == {"stage1", "cascade"} if entry.cascade else {"stage1"}

@@ -160,20 +160,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from deeppose.compare import collect_rows, format_rows, load_spec, plot_comparison, run_comparison
-    from deeppose.evaluation import write_json
+    from deeppose import compare
 
-    if not args.report_only:
-        run_comparison(args.spec, args.out, args.only or None, progress=sys.stderr.isatty())
-    references = load_spec(args.spec).references
-    rows = collect_rows(args.spec, args.out)
+    results = Path(args.results) if args.results else Path(args.out) / "comparison.json"
+    spec = compare.load_spec(args.spec)
+    recorded = compare.load_rows(results)
+    if not args.report_only and not args.retime:
+        compare.run_comparison(args.spec, args.out, args.only or None, sys.stderr.isatty(), recorded,
+                               lambda rows: compare.publish_results(results, args.spec, rows))
+    rows = compare.collect_rows(args.spec, args.out, recorded)
     if not rows:
-        raise DeepPoseError(args.out, "no finished comparison entries here yet")
-    out = Path(args.out)
-    write_json(out / "comparison.json", {"spec": str(args.spec), "rows": rows, "references": references})
-    plot_comparison(rows, out / "comparison.png", f"Heads on LSP test, {Path(args.spec).stem}", references)
-    print(format_rows(rows, references))
-    print(f"wrote {out / 'comparison.json'} and {out / 'comparison.png'}")
+        raise DeepPoseError(results, "no finished comparison entries yet")
+    if args.retime:
+        rows = compare.retime(args.spec, rows, sys.stderr.isatty())
+    _, plot = compare.publish_results(results, args.spec, rows)
+    print(compare.format_rows(rows, spec.references))
+    pending = [e.name for e in spec.entries if e.name not in {r["name"] for r in rows}]
+    print(f"wrote {results} and {plot}; pending: {', '.join(pending) or 'none'}")
     return 0
 
 
@@ -241,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--spec", default="configs/compare/heads_mobilenet_v2.yaml")
     cmp.add_argument("--out", required=True, help="run folder; finished entries are kept and skipped")
     cmp.add_argument("--only", nargs="*", help="entry names to run (default all)")
+    cmp.add_argument("--results", help="results file (default OUT/comparison.json, plot beside it): its rows "
+                                        "are kept and skipped, every new row is written to it")
     cmp.add_argument("--report-only", action="store_true", help="only tabulate and plot the finished entries")
+    cmp.add_argument("--retime", action="store_true", help="measure ms/image of the finished entries again from "
+                                                           "their architectures (run on an idle machine)")
     cmp.set_defaults(func=_cmd_compare)
 
     ship = sub.add_parser("ship", help="inference-only copy of a checkpoint (fp16 weights, no optimizer state)")

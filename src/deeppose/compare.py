@@ -13,6 +13,9 @@ Each entry trains in `out/<name>` (resumable: a finished stage is skipped, a cut
 LSP test (PCK@0.05/0.1/0.2, PCP 4-limb mean), timed (ms per image at batch 1 on the configured threads) and
 counted (parameters); `out/<name>/result.json` keeps the row. Every entry's epochs are set from a short
 throughput probe so that its cosine schedule ends with its budget on an idle machine (out/<name>/plan.json).
+Entries run one after the other (stage 1, then its cascade), and every finished row is published to a results
+file; the rows recorded there carry a comparison on across machines that keep no run folder. Speed depends
+only on the architecture, so `retime` measures it again, untrained, on an idle machine.
 """
 
 from __future__ import annotations
@@ -20,27 +23,31 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from tqdm import tqdm
 
-from deeppose.cascade_train import train_cascade
+from deeppose.cascade_train import refined_joints, train_cascade
 from deeppose.config import TrainConfig, load_config
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import build_datasets, build_model, fit, make_objective, make_optimizer
+from deeppose.engine import build_datasets, build_model, build_network, fit, make_objective, make_optimizer
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import score, write_json
 from deeppose.inference import Predictor
 from deeppose.losses import masked_mean
 from deeppose.metrics import confidence_report
+from deeppose.models.cascade import Cascade
 from deeppose.models.factory import count_parameters
 from deeppose.models.output import head_output
 from deeppose.paths import data_root
+from deeppose.skeleton import get_skeleton
 
 
 @dataclass
@@ -177,7 +184,8 @@ def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress:
     if not (stage1 / "best.pt").is_file():
         raise DeepPoseError(stage1, "training ended without a validated checkpoint (best.pt)")
     done = json.loads((stage1 / "done.json").read_text())
-    row = {"name": entry.name, "label": entry.label, "overrides": entry.overrides, "plan": plan,
+    row = {"name": entry.name, "label": entry.label, "overrides": entry.overrides,
+           "budget_minutes": spec.budget_minutes, "plan": plan,
            "train_minutes": round(done.get("train_seconds", 0) / 60, 1), "best_val_pck": done.get("best_val_pck"),
            "stage1": score_row(stage1 / "best.pt", test, spec.threads, progress)}
     write_json(result_path, row)
@@ -200,36 +208,133 @@ def cascade_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress
     return row
 
 
-def run_comparison(spec_path: str | Path, out: str | Path, only: list[str] | None = None,
-                   progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or continue) a comparison: first every entry's stage 1 in order, then their cascades (so a cut-off
-    comparison has the stage-1 rows of as many entries as possible). Returns the rows, finished or not.
+def complete(row: dict[str, Any] | None, spec: Spec, entry: Entry) -> bool:
+    """Whether a recorded row is this entry's finished result: same overrides and budget, and its cascade row
+    when the entry has one."""
+    if row is None or row.get("overrides") != entry.overrides or row.get("budget_minutes") != spec.budget_minutes:
+        return False
+    return "cascade" in row or spec.cascade is None or not entry.cascade
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a comparison results file (its "rows"); [] when there is none yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "name" in r for r in rows):
+            raise TypeError("rows must be a list of objects with a name")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DeepPoseError(path, f"not a comparison results file ({type(exc).__name__}: {exc})") from None
+    return rows
+
+
+def run_comparison(spec_path: str | Path, out: str | Path, only: list[str] | None = None, progress: bool = True,
+                   recorded: list[dict[str, Any]] = (),
+                   publish: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Run (or continue) a comparison, one entry after the other: its stage 1, then its cascade.
+
+    Within a session the run folder resumes a cut entry (out/<name>); across sessions (a fresh machine keeps no
+    run folder) the recorded rows of a results file carry the comparison on: a complete recorded row is kept and
+    its entry skipped.
 
     Args:
         only: names of the entries to run (default all); unknown names are an error.
+        recorded: rows recorded earlier (e.g. `load_rows(results_file)`).
+        publish: called with all rows so far, in the spec's order, after every new stage-1 or cascade row.
+
+    Returns:
+        All rows, in the spec's order (recorded ones included).
     """
     spec = load_spec(spec_path)
     names = [e.name for e in spec.entries]
     if only and (unknown := sorted(set(only) - set(names))):
         raise DeepPoseError(spec_path, f"no entries named {', '.join(unknown)}; entries: {', '.join(names)}")
-    entries = [e for e in spec.entries if not only or e.name in only]
-    test = load_dataset("lsp", data_root() / "lsp", "test")
+    rows = {r["name"]: r for r in recorded if r["name"] in names}
+    entries = [e for e in spec.entries if (not only or e.name in only) and not complete(rows.get(e.name), spec, e)]
     out = Path(out)
+
+    def record(row: dict[str, Any]) -> None:
+        rows[row["name"]] = row
+        if publish is not None:
+            publish([rows[n] for n in names if n in rows])
+
+    if entries:
+        test = load_dataset("lsp", data_root() / "lsp", "test")
     for entry in entries:
         print(f"== {entry.name} (stage 1): {entry.label}", flush=True)
-        stage1_row(spec, entry, out, test, progress)
-    rows = []
-    for entry in entries:
-        print(f"== {entry.name} (+ cascade): {entry.label}", flush=True)
-        rows.append(cascade_row(spec, entry, out, test, progress))
-    return rows
+        record(stage1_row(spec, entry, out, test, progress))
+        if spec.cascade is not None and entry.cascade:
+            print(f"== {entry.name} (+ cascade): {entry.label}", flush=True)
+            record(cascade_row(spec, entry, out, test, progress))
+    return [rows[n] for n in names if n in rows]
 
 
-def collect_rows(spec_path: str | Path, out: str | Path) -> list[dict[str, Any]]:
-    """The rows finished so far (out/<name>/result.json), in the spec's order."""
+def collect_rows(spec_path: str | Path, out: str | Path, recorded: list[dict[str, Any]] = ()
+                 ) -> list[dict[str, Any]]:
+    """The rows finished so far, in the spec's order: out/<name>/result.json where a run folder has one, else the
+    recorded row."""
     spec = load_spec(spec_path)
-    paths = [Path(out) / e.name / "result.json" for e in spec.entries]
-    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+    rows = {r["name"]: r for r in recorded}
+    for e in spec.entries:
+        if (path := Path(out) / e.name / "result.json").is_file():
+            rows[e.name] = json.loads(path.read_text())
+    return [rows[e.name] for e in spec.entries if e.name in rows]
+
+
+def architecture_predictors(spec: Spec, entry: Entry) -> dict[str, Predictor]:
+    """Untrained Predictors with an entry's architecture ("stage1", and "cascade" when it has one): speed does not
+    depend on the weights, so rows can be timed again on an idle machine without their checkpoints."""
+    cfg = load_config(spec.base, entry.overrides)
+    skeleton = get_skeleton("lsp14")
+    stage1 = build_network(replace(cfg.model, backbone_weights=""), skeleton.num_joints, cfg.data.input_size)
+    meta = {"skeleton": skeleton.name, "input_size": cfg.data.input_size}
+    out = {"stage1": Predictor(stage1, meta)}
+    if spec.cascade is not None and entry.cascade:
+        c = load_config(spec.cascade).cascade
+        refiners = [build_network(replace(c.model, backbone_weights=""), skeleton.num_joints, c.crop_size)
+                    for _ in range(c.stages - 1)]
+        cascade = Cascade(stage1, refiners, skeleton, c.sigma, c.crop_size, c.source_size,
+                          refined_joints(c, skeleton))
+        out["cascade"] = Predictor(cascade, meta)
+    return out
+
+
+def retime(spec_path: str | Path, rows: list[dict[str, Any]], progress: bool = True) -> list[dict[str, Any]]:
+    """The rows with ms_per_image measured again from each entry's architecture (`architecture_predictors`):
+    run it on an otherwise idle machine, since training beside the timing slows it down."""
+    spec = load_spec(spec_path)
+    entries = {e.name: e for e in spec.entries}
+    timed = []
+    for row in tqdm(rows, desc="timing", disable=not progress):
+        row = json.loads(json.dumps(row))
+        if row["name"] in entries:
+            for key, predictor in architecture_predictors(spec, entries[row["name"]]).items():
+                if key in row:
+                    row[key]["ms_per_image"] = round(time_model(predictor, spec.threads), 2)
+                    row[key]["timed"] = "architecture, idle machine"
+        timed.append(row)
+    return timed
+
+
+def publish_results(path: str | Path, spec_path: str | Path, rows: list[dict[str, Any]],
+                    header: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write a comparison results file (JSON, atomically; `header` first) and its plot beside it (.png).
+
+    Returns:
+        (results file, plot).
+    """
+    path, spec = Path(path), load_spec(spec_path)
+    done = {r["name"] for r in rows if "stage1" in r}
+    title = f"LSP test: heads on the same budget ({spec.budget_minutes:g} min each), {Path(spec_path).stem}"
+    plot = plot_comparison(rows, path.with_suffix(".png"), title, spec.references)
+    write_json(path, {**(header or {}), "dataset": "LSP test (1001-2000), all 14 joints scored",
+                      "spec": str(spec_path), "budget_minutes": spec.budget_minutes,
+                      "cascade_minutes": spec.cascade_minutes, "threads": spec.threads, "rows": rows,
+                      "references": spec.references, "pending": [e.name for e in spec.entries if e.name not in done],
+                      "plot": plot.name})
+    return path, plot
 
 
 def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str,
