@@ -342,6 +342,7 @@ def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str,
     """Accuracy (LSP test PCK@0.2) against speed (ms per image): one point per entry, an arrow to the entry
     with the cascade, and the spec's reference systems as black stars. Written atomically."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -360,7 +361,11 @@ def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str,
         ax.scatter(ref["ms_per_image"], ref["pck_0.2"], color="black", marker="*", s=120, zorder=4)
         ax.annotate(ref["label"], (ref["ms_per_image"], ref["pck_0.2"]), textcoords="offset points",
                     xytext=(6, -10), fontsize=7)
+    ax.scatter([], [], color="gray", marker="s", s=30, label="+ cascade (arrow from its stage 1)")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("ms per image (batch 1, CPU, log scale)")
     ax.set_ylabel("LSP test PCK@0.2 (14 joints)")
     ax.set_title(title)
