@@ -69,10 +69,12 @@ def _row(name, pck, ms, cascade=None):
 
 def test_the_table_and_the_plot(tmp_path):
     rows = [_row("dsnt", 0.7, 7.0, cascade=0.72), _row("fc", 0.6, 5.0)]
+    rows[0]["stage1"]["confidence"] = {"auroc": 0.7512}
     refs = [{"label": "MoveNet", "pck_0.2": 0.828, "pcp": 0.785, "ms_per_image": 5.9, "source": ""}]
     table = format_rows(rows, refs)
-    assert "| MoveNet (reference) | – | – | 0.828 | 0.785 | 5.9 | – | – |" in table
-    assert "| DSNT | 0.175 | 0.350 | 0.700 | 0.650 | 7.0 | 2.30M | 15.0 |" in table
+    assert "| MoveNet (reference) | – | – | 0.828 | 0.785 | 5.9 | – | – | – |" in table
+    assert "| DSNT | 0.175 | 0.350 | 0.700 | 0.650 | 7.0 | 2.30M | 15.0 | 0.751 |" in table
+    assert "| FC | 0.150 | 0.300 | 0.600 | 0.550 | 5.0 | 2.30M | 15.0 | – |" in table
     assert "| DSNT + cascade | 0.100 | 0.300 | 0.720 |" in table and "FC + cascade" not in table
     path = plot_comparison(rows, tmp_path / "plot.png", "test", refs)
     assert path.stat().st_size > 10_000 and not list(tmp_path.glob(".*"))

@@ -381,11 +381,17 @@ def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str,
     return path
 
 
+def auroc(result: dict[str, Any]) -> str:
+    """A scored model's confidence AUROC for the table (right against wrong joints at PCK@0.2), "–" without."""
+    conf = result.get("confidence")
+    return f"{conf['auroc']:.3f}" if conf else "–"
+
+
 def format_rows(rows: list[dict[str, Any]], references: list[dict[str, Any]] = ()) -> str:
-    """A Markdown table of comparison rows (one line per model, a second per model + cascade), then the
-    reference systems (PCK@0.2, PCP and speed only)."""
-    lines = ["| configuration | PCK@0.05 | PCK@0.1 | PCK@0.2 | PCP mean | ms/image | parameters | train min |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    """A Markdown table of comparison rows (one line per model, a second per model + cascade; the cascade's
+    confidence is its stage 1's), then the reference systems (PCK@0.2, PCP and speed only)."""
+    lines = ["| configuration | PCK@0.05 | PCK@0.1 | PCK@0.2 | PCP mean | ms/image | parameters | train min | "
+             "confidence AUROC |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         for key, suffix in (("stage1", ""), ("cascade", " + cascade")):
             if key not in row:
@@ -394,8 +400,8 @@ def format_rows(rows: list[dict[str, Any]], references: list[dict[str, Any]] = (
             minutes = row["train_minutes"] if key == "stage1" else f"+{r['max_minutes_stage2']:g}"
             lines.append(f"| {row['label']}{suffix} | {r['pck']['0.05']:.3f} | {r['pck']['0.1']:.3f} | "
                          f"{r['pck']['0.2']:.3f} | {r['pcp']['mean']:.3f} | {r['ms_per_image']:.1f} | "
-                         f"{r['n_parameters'] / 1e6:.2f}M | {minutes} |")
+                         f"{r['n_parameters'] / 1e6:.2f}M | {minutes} | {auroc(r)} |")
     for ref in references:
         lines.append(f"| {ref['label']} (reference) | – | – | {ref['pck_0.2']:.3f} | {ref['pcp']:.3f} | "
-                     f"{ref['ms_per_image']:.1f} | – | – |")
+                     f"{ref['ms_per_image']:.1f} | – | – | – |")
     return "\n".join(lines)
