@@ -146,8 +146,12 @@ def comparison_section(results: list[dict]) -> list[str]:
     lines = ["## Heads compared on LSP test (same backbone, data and budget)", ""]
     for r in results:
         table = format_rows(r["rows"], r.get("references", []))
+        timed = [m for row in r["rows"] for m in (row.get("stage1"), row.get("cascade")) if m]
+        how = (" (re-timed from the untrained architectures on an idle machine)"
+               if timed and all("timed" in m for m in timed) else " (timed right after training)")
         lines += [f"`{r['benchmark']}`: `{r['spec']}`, {r['budget_minutes']:g} training minutes per model, the "
-                  f"refinement stage {r['cascade_minutes']:g} more; ms/image at batch 1 on {r['threads']} threads; "
+                  f"refinement stage {r['cascade_minutes']:g} more; ms/image at batch 1 on {r['threads']} threads"
+                  f"{how}; "
                   "all 14 joints scored. References: the figures measured for the issue on this machine.", "",
                   table, "", f"![accuracy against speed](benchmarks/results/{r['plot']})", ""]
         if r["pending"]:
