@@ -120,6 +120,9 @@ def test_a_tiny_comparison_on_lsp(lsp_root, tmp_path, capsys, monkeypatch):
     assert main(["compare", "--spec", str(spec), "--out", str(fresh), "--results", str(results), "--retime"]) == 0
     timed = json.loads(results.read_text())["rows"]
     assert timed[0]["cascade"]["timed"].startswith("architecture") and timed[1]["stage1"]["ms_per_image"] > 0
+    # the run folder's older rows do not undo the re-timing
+    assert main(["compare", "--spec", str(spec), "--out", str(out), "--results", str(results), "--report-only"]) == 0
+    assert json.loads(results.read_text())["rows"] == timed
     loaded = load_spec(spec)
     for entry, row in zip(loaded.entries, rows, strict=True):
         for key, predictor in architecture_predictors(loaded, entry).items():

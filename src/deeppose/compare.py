@@ -273,13 +273,15 @@ def run_comparison(spec_path: str | Path, out: str | Path, only: list[str] | Non
 
 def collect_rows(spec_path: str | Path, out: str | Path, recorded: list[dict[str, Any]] = ()
                  ) -> list[dict[str, Any]]:
-    """The rows finished so far, in the spec's order: out/<name>/result.json where a run folder has one, else the
-    recorded row."""
+    """The rows finished so far, in the spec's order: the recorded row, unless a run folder's
+    out/<name>/result.json has more of it (its cascade) or the recorded one is missing."""
     spec = load_spec(spec_path)
     rows = {r["name"]: r for r in recorded}
     for e in spec.entries:
         if (path := Path(out) / e.name / "result.json").is_file():
-            rows[e.name] = json.loads(path.read_text())
+            row = json.loads(path.read_text())
+            if e.name not in rows or ("cascade" in row and "cascade" not in rows[e.name]):
+                rows[e.name] = row
     return [rows[e.name] for e in spec.entries if e.name in rows]
 
 
