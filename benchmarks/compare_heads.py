@@ -27,21 +27,12 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--retime", action="store_true")
     args = parser.parse_args()
-    spec = compare.load_spec(args.spec)
     name = f"compare_{args.name}"
     results = RESULTS / f"{name}.json"
-
-    def publish(rows: list[dict]) -> None:
-        compare.publish_results(results, args.spec, rows, result_header(name, " ".join(sys.argv)))
-
-    recorded = compare.load_rows(results)
-    if not args.report_only and not args.retime:
-        compare.run_comparison(args.spec, args.out, args.only, sys.stderr.isatty(), recorded, publish)
-    rows = compare.collect_rows(args.spec, args.out, recorded)
-    if args.retime:
-        rows = compare.retime(args.spec, rows, sys.stderr.isatty())
-    publish(rows)
-    print(compare.format_rows(rows, spec.references))
+    rows = compare.carry_on(args.spec, args.out, results, args.only, train=not (args.report_only or args.retime),
+                            retime_rows=args.retime, header=result_header(name, " ".join(sys.argv)),
+                            progress=sys.stderr.isatty())
+    print(compare.format_rows(rows, compare.load_spec(args.spec).references))
     print(f"wrote {results} and its plot")
     return 0
 

@@ -163,20 +163,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from deeppose import compare
 
     results = Path(args.results) if args.results else Path(args.out) / "comparison.json"
+    rows = compare.carry_on(args.spec, args.out, results, args.only or None,
+                            train=not (args.report_only or args.retime), retime_rows=args.retime,
+                            progress=sys.stderr.isatty())
     spec = compare.load_spec(args.spec)
-    recorded = compare.load_rows(results)
-    if not args.report_only and not args.retime:
-        compare.run_comparison(args.spec, args.out, args.only or None, sys.stderr.isatty(), recorded,
-                               lambda rows: compare.publish_results(results, args.spec, rows))
-    rows = compare.collect_rows(args.spec, args.out, recorded)
-    if not rows:
-        raise DeepPoseError(results, "no finished comparison entries yet")
-    if args.retime:
-        rows = compare.retime(args.spec, rows, sys.stderr.isatty())
-    _, plot = compare.publish_results(results, args.spec, rows)
     print(compare.format_rows(rows, spec.references))
     pending = [e.name for e in spec.entries if e.name not in {r["name"] for r in rows}]
-    print(f"wrote {results} and {plot}; pending: {', '.join(pending) or 'none'}")
+    print(f"wrote {results} and {results.with_suffix('.png')}; pending: {', '.join(pending) or 'none'}")
     return 0
 
 

@@ -20,6 +20,7 @@ only on the architecture, so `retime` measures it again, untrained, on an idle m
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import time
@@ -310,7 +311,7 @@ def retime(spec_path: str | Path, rows: list[dict[str, Any]], progress: bool = T
     entries = {e.name: e for e in spec.entries}
     timed = []
     for row in tqdm(rows, desc="timing", disable=not progress):
-        row = json.loads(json.dumps(row))
+        row = copy.deepcopy(row)
         if row["name"] in entries:
             for key, predictor in architecture_predictors(spec, entries[row["name"]]).items():
                 if key in row:
@@ -337,6 +338,29 @@ def publish_results(path: str | Path, spec_path: str | Path, rows: list[dict[str
                       "references": spec.references, "pending": [e.name for e in spec.entries if e.name not in done],
                       "plot": plot.name})
     return path, plot
+
+
+def carry_on(spec_path: str | Path, out: str | Path, results: str | Path, only: list[str] | None = None,
+             train: bool = True, retime_rows: bool = False, header: dict[str, Any] | None = None,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """What `deeppose compare` and the benchmark script do: take the rows recorded in `results`, run the
+    unfinished entries (`train`; every new row published), optionally time every row again, and publish the
+    rows (`publish_results`, `header` first).
+
+    Returns:
+        The rows, in the spec's order.
+    """
+    recorded = load_rows(results)
+    if train:
+        run_comparison(spec_path, out, only, progress, recorded,
+                       lambda rows: publish_results(results, spec_path, rows, header))
+    rows = collect_rows(spec_path, out, recorded)
+    if not rows:
+        raise DeepPoseError(results, "no finished comparison entries yet")
+    if retime_rows:
+        rows = retime(spec_path, rows, progress)
+    publish_results(results, spec_path, rows, header)
+    return rows
 
 
 def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str,
