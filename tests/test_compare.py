@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deeppose import compare
 from deeppose.cli import main
 from deeppose.compare import (
     architecture_predictors,
@@ -55,6 +56,23 @@ def test_spec_errors_name_the_file(tmp_path):
 def test_the_budget_sets_whole_epochs():
     assert budget_epochs(100.0, 10, 10_000, efficiency=1.0) == 6
     assert budget_epochs(1.0, 1, 10_000) == 1  # at least one
+
+
+def test_a_probe_on_a_busy_machine_plans_nothing(lsp_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPPOSE_DATA", str(lsp_root.parent))
+    monkeypatch.setattr(compare, "probe_images_per_s", lambda cfg: 50.0)
+    monkeypatch.setattr(compare, "other_cores", lambda before, after: 1.3)
+    spec = load_spec(write_spec(tmp_path / "spec", [{"name": "fc", "overrides": TINY}]))
+    out = tmp_path / "out"
+    with pytest.raises(DeepPoseError, match=r"out/fc: the machine is busy: other processes kept 1.3 CPU cores"):
+        compare.stage1_row(spec, spec.entries[0], out, test=None, progress=False)
+    assert not out.exists()
+    monkeypatch.setattr(compare, "other_cores", lambda before, after: 0.1)
+    monkeypatch.setattr(compare, "fit", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("planned")))
+    with pytest.raises(RuntimeError, match="planned"):
+        compare.stage1_row(spec, spec.entries[0], out, test=None, progress=False)
+    plan = json.loads((out / "fc" / "plan.json").read_text())
+    assert plan["other_cores"] == 0.1 and plan["epochs"] >= 1 and plan["probe_images_per_s"] == 50.0
 
 
 def _row(name, pck, ms, cascade=None):

@@ -6,13 +6,15 @@ A spec (YAML) names a base stage-1 config, the budget, a cascade recipe, and the
     budget_minutes: 15                   # training time of every stage-1 entry
     cascade: mobilenet_v2_cascade_limbs_cpu.yaml
     cascade_minutes: 8                   # training time of the refinement stage ("+ cascade" rows)
+    busy_limit: 0.5                      # most CPU cores other processes may take during the probe (default)
     entries:
       - {name: fc_l2, label: "FC + L2 (DeepPose)", overrides: [model.head=fc, model.stride=32, loss=l2]}
 
 Each entry trains in `out/<name>` (resumable: a finished stage is skipped, a cut one resumes), is scored on
 LSP test (PCK@0.05/0.1/0.2, PCP 4-limb mean), timed (ms per image at batch 1 on the configured threads) and
 counted (parameters); `out/<name>/result.json` keeps the row. Every entry's epochs are set from a short
-throughput probe so that its cosine schedule ends with its budget on an idle machine (out/<name>/plan.json).
+throughput probe so that its cosine schedule ends with its budget on an idle machine (out/<name>/plan.json); a
+probe beside other busy processes stops the comparison rather than plan a shorter schedule.
 Entries run one after the other (stage 1, then its cascade), and every finished row is published to a results
 file; the rows recorded there carry a comparison on across machines that keep no run folder. Speed depends
 only on the architecture, so `retime` measures it again, untrained, on an idle machine.
@@ -35,6 +37,7 @@ from tqdm import tqdm
 
 from deeppose.cascade_train import refined_joints, train_cascade
 from deeppose.config import TrainConfig, load_config
+from deeppose.cpuload import cpu_sample, other_cores
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
@@ -72,6 +75,7 @@ class Spec:
     entries: list[Entry] = field(default_factory=list)
     threads: int = 2
     references: list[dict[str, Any]] = field(default_factory=list)
+    busy_limit: float = 0.5
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -88,7 +92,8 @@ def load_spec(path: str | Path) -> Spec:
                       for r in raw.get("references", [])]
         spec = Spec(path.parent / raw["base"], float(raw["budget_minutes"]),
                     path.parent / raw["cascade"] if raw.get("cascade") else None,
-                    float(raw.get("cascade_minutes", 0)), entries, int(raw.get("threads", 2)), references)
+                    float(raw.get("cascade_minutes", 0)), entries, int(raw.get("threads", 2)), references,
+                    float(raw.get("busy_limit", 0.5)))
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise DeepPoseError(path, f"malformed comparison spec ({type(exc).__name__}: {exc})") from None
     names = [e.name for e in entries]
@@ -164,16 +169,22 @@ def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress:
     result_path = run / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
-    run.mkdir(parents=True, exist_ok=True)
     plan_path = run / "plan.json"
     if plan_path.is_file():
         plan = json.loads(plan_path.read_text())
     else:
         cfg = load_config(spec.base, entry.overrides)
         train, _ = build_datasets(cfg.data, cfg.seed)
+        before = cpu_sample()
         ips = probe_images_per_s(cfg)
+        busy = other_cores(before, cpu_sample())
+        if busy > spec.busy_limit:
+            raise DeepPoseError(run, f"the machine is busy: other processes kept {busy:.1f} CPU cores busy during "
+                                     f"the throughput probe, which would plan too few epochs; run the comparison "
+                                     f"on an idle machine (spec busy_limit: {spec.busy_limit:g} cores)")
         plan = {"probe_images_per_s": round(ips, 1), "n_train": len(train),
-                "epochs": budget_epochs(ips, spec.budget_minutes, len(train))}
+                "epochs": budget_epochs(ips, spec.budget_minutes, len(train)), "other_cores": round(busy, 2)}
+        run.mkdir(parents=True, exist_ok=True)
         write_json(plan_path, plan)
     # the budget is the planned epochs; max_minutes only stops a run gone wrong (a busy machine slows a run down
     # but does not cut it short)
