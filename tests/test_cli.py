@@ -84,3 +84,31 @@ def test_eval_refuses_a_tampered_checkpoint(tiny_checkpoint, synthetic_root, tmp
     assert main(["eval", "--checkpoint", str(bad), "--dataset", "synthetic", "--root", str(synthetic_root),
                  "--out", str(tmp_path / "ev")]) == 2
     assert "bad.pt" in capsys.readouterr().err and not (tmp_path / "ev").exists()
+
+
+def test_train_to_a_budget_in_minutes(synthetic_root, tmp_path, capsys, monkeypatch):
+    from deeppose import budget
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "synthetic").symlink_to(synthetic_root, target_is_directory=True)
+    args = ["train", f"data.root={data}", "data.train=[synthetic:train]", "data.val_size=16", "data.input_size=32",
+            "data.num_workers=0", "model.arch=small", "optim.batch_size=16", "epochs=99"]
+    run = tmp_path / "run"
+    assert main([*args, "--budget-minutes", "0", "--out", str(run)]) == 2
+    assert "positive number of minutes" in capsys.readouterr().err and not run.exists()
+    monkeypatch.setattr(budget, "other_cores", lambda before, after: 1.5)
+    assert main([*args, "--budget-minutes", "0.05", "--out", str(run)]) == 2
+    assert "the machine is busy" in capsys.readouterr().err and not run.exists()
+    monkeypatch.setattr(budget, "other_cores", lambda before, after: 0.0)
+    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg: 6.0)
+    assert main([*args, "--budget-minutes", "0.5", "--stop-after-steps", "1", "--out", str(run)]) == 0
+    n_train = int(capsys.readouterr().out.split("budget: ")[1].split(" images fit")[0].split(" of ")[1])
+    planned = budget.budget_epochs(6.0, 0.5, n_train)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["epochs"] == planned != 99 and planned > 1 and saved["max_minutes"] == pytest.approx(0.75)
+    # a resumed run keeps the schedule it started with, whatever the machine or the budget now
+    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg: 10.0)
+    assert main([*args, "--budget-minutes", "5", "--resume", "--out", str(run)]) == 0
+    assert "as planned when the run started" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["epochs"] == planned and (run / "best.pt").is_file()

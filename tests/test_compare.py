@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deeppose import compare
+from deeppose import budget, compare
+from deeppose.budget import budget_epochs
 from deeppose.cli import main
 from deeppose.compare import (
     architecture_predictors,
-    budget_epochs,
     complete,
     format_rows,
     load_rows,
@@ -60,14 +60,14 @@ def test_the_budget_sets_whole_epochs():
 
 def test_a_probe_on_a_busy_machine_plans_nothing(lsp_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPPOSE_DATA", str(lsp_root.parent))
-    monkeypatch.setattr(compare, "probe_images_per_s", lambda cfg: 50.0)
-    monkeypatch.setattr(compare, "other_cores", lambda before, after: 1.3)
+    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg: 50.0)
+    monkeypatch.setattr(budget, "other_cores", lambda before, after: 1.3)
     spec = load_spec(write_spec(tmp_path / "spec", [{"name": "fc", "overrides": TINY}]))
     out = tmp_path / "out"
     with pytest.raises(DeepPoseError, match=r"out/fc: the machine is busy: other processes kept 1.3 CPU cores"):
         compare.stage1_row(spec, spec.entries[0], out, test=None, progress=False)
     assert not out.exists()
-    monkeypatch.setattr(compare, "other_cores", lambda before, after: 0.1)
+    monkeypatch.setattr(budget, "other_cores", lambda before, after: 0.1)
     monkeypatch.setattr(compare, "fit", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("planned")))
     with pytest.raises(RuntimeError, match="planned"):
         compare.stage1_row(spec, spec.entries[0], out, test=None, progress=False)

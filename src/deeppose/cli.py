@@ -9,10 +9,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deeppose.errors import DeepPoseError
+
+if TYPE_CHECKING:
+    from deeppose.config import TrainConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -66,6 +70,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from deeppose.engine import fit
 
     cfg = load_config(args.config, args.overrides)
+    if args.budget_minutes is not None:
+        cfg = _budgeted(cfg, Path(args.out), args.budget_minutes, args.resume)
     if cfg.cascade.stages > 1:
         from deeppose.cascade_train import train_cascade
 
@@ -78,6 +84,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       progress=sys.stderr.isatty())
     print(json.dumps(summary))
     return 0
+
+
+def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> TrainConfig:
+    """`train --budget-minutes`: the whole epochs that fit the budget on this machine (a throughput probe), kept in
+    the run's config.json so that a resumed run goes on with the same schedule."""
+    from dataclasses import replace
+
+    from deeppose.budget import plan_epochs
+
+    if cfg.cascade.stages > 1:
+        raise DeepPoseError(out, "--budget-minutes plans a stage-1 run; give a cascade's stages their epochs")
+    saved = out / "config.json"
+    if resume and saved.is_file():
+        epochs = json.loads(saved.read_text(encoding="utf-8")).get("epochs", cfg.epochs)
+        print(f"budget: {epochs} epochs, as planned when the run started")
+    else:
+        plan = plan_epochs(cfg, minutes, out)
+        epochs = plan["epochs"]
+        print(f"budget: {epochs} epochs of {plan['n_train']} images fit {minutes:g} minutes at "
+              f"{plan['probe_images_per_s']:g} images/s (probe; other processes: {plan['other_cores']:g} cores)")
+    return replace(cfg, epochs=int(epochs), max_minutes=1.5 * minutes)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -208,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     train.add_argument("--stop-after-steps", type=int, default=0, help="stop with a checkpoint after N steps")
     train.add_argument("--stage", type=int, help="cascade: train only up to this stage (finished stages are skipped)")
+    train.add_argument("--budget-minutes", type=float,
+                       help="set epochs from a throughput probe so that the schedule ends within this many minutes "
+                            "on this machine (idle; max_minutes becomes 1.5x as a safety stop)")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint: metrics.json, PCP table, PDJ plot, stick figures")

@@ -35,21 +35,18 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from deeppose.budget import plan_epochs
 from deeppose.cascade_train import refined_joints, train_cascade
-from deeppose.config import TrainConfig, load_config
-from deeppose.cpuload import cpu_sample, other_cores
+from deeppose.config import load_config
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
-from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import build_datasets, build_model, build_network, fit, make_objective, make_optimizer
+from deeppose.engine import build_network, fit
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import score, write_json
 from deeppose.inference import Predictor
-from deeppose.losses import masked_mean
 from deeppose.metrics import confidence_report
 from deeppose.models.cascade import Cascade
 from deeppose.models.factory import count_parameters
-from deeppose.models.output import head_output
 from deeppose.paths import data_root
 from deeppose.skeleton import get_skeleton
 
@@ -104,33 +101,6 @@ def load_spec(path: str | Path) -> Spec:
     return spec
 
 
-def probe_images_per_s(cfg: TrainConfig, steps: int = 6) -> float:
-    """Training images/s of a config's model (forward, loss, backward, step on one batch in memory)."""
-    train, _ = build_datasets(cfg.data, cfg.seed)
-    crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
-    bs = cfg.optim.batch_size
-    batch = torch.utils.data.default_collate([crops[i] for i in range(bs)])
-    model = build_model(cfg, train.skeleton.num_joints).train()
-    objective = make_objective(cfg, cfg.model, cfg.loss, cfg.heatmap, "loss")
-    opt, _ = make_optimizer(model, cfg, 100)
-    images = batch["image"].contiguous(memory_format=torch.channels_last) if cfg.model.channels_last \
-        else batch["image"]
-    times = []
-    for _ in range(steps + 2):
-        start = time.perf_counter()
-        loss = masked_mean(objective(head_output(model, images), batch["joints"]), batch["labelled"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - start)
-    return bs / statistics.median(times[2:])
-
-
-def budget_epochs(images_per_s: float, minutes: float, n_train: int, efficiency: float = 0.85) -> int:
-    """Whole epochs that fit `minutes` at a probed speed, allowing for the loader and validation (>= 1)."""
-    return max(1, int(minutes * 60 * images_per_s * efficiency / n_train))
-
-
 @torch.inference_mode()
 def time_model(predictor: Predictor, threads: int, repeats: int = 30) -> float:
     """Median ms per image of a Predictor on random uint8 crops at batch 1, `threads` intra-op threads."""
@@ -173,17 +143,7 @@ def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress:
     if plan_path.is_file():
         plan = json.loads(plan_path.read_text())
     else:
-        cfg = load_config(spec.base, entry.overrides)
-        train, _ = build_datasets(cfg.data, cfg.seed)
-        before = cpu_sample()
-        ips = probe_images_per_s(cfg)
-        busy = other_cores(before, cpu_sample())
-        if busy > spec.busy_limit:
-            raise DeepPoseError(run, f"the machine is busy: other processes kept {busy:.1f} CPU cores busy during "
-                                     f"the throughput probe, which would plan too few epochs; run the comparison "
-                                     f"on an idle machine (spec busy_limit: {spec.busy_limit:g} cores)")
-        plan = {"probe_images_per_s": round(ips, 1), "n_train": len(train),
-                "epochs": budget_epochs(ips, spec.budget_minutes, len(train)), "other_cores": round(busy, 2)}
+        plan = plan_epochs(load_config(spec.base, entry.overrides), spec.budget_minutes, run, spec.busy_limit)
         run.mkdir(parents=True, exist_ok=True)
         write_json(plan_path, plan)
     # the budget is the planned epochs; max_minutes only stops a run gone wrong (a busy machine slows a run down
