@@ -112,3 +112,6 @@ def test_train_to_a_budget_in_minutes(synthetic_root, tmp_path, capsys, monkeypa
     assert main([*args, "--budget-minutes", "5", "--resume", "--out", str(run)]) == 0
     assert "as planned when the run started" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["epochs"] == planned and (run / "best.pt").is_file()
+    (run / "config.json").write_text("{")
+    assert main([*args, "--budget-minutes", "5", "--resume", "--out", str(run)]) == 2
+    assert "config.json: not a run config with its epochs" in capsys.readouterr().err

@@ -97,7 +97,10 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
         raise DeepPoseError(out, "--budget-minutes plans a stage-1 run; give a cascade's stages their epochs")
     saved = out / "config.json"
     if resume and saved.is_file():
-        epochs = json.loads(saved.read_text(encoding="utf-8")).get("epochs", cfg.epochs)
+        try:
+            epochs = int(json.loads(saved.read_text(encoding="utf-8"))["epochs"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeepPoseError(saved, f"not a run config with its epochs ({type(exc).__name__}: {exc})") from None
         print(f"budget: {epochs} epochs, as planned when the run started")
     else:
         plan = plan_epochs(cfg, minutes, out)
