@@ -101,14 +101,14 @@ def test_train_to_a_budget_in_minutes(synthetic_root, tmp_path, capsys, monkeypa
     assert main([*args, "--budget-minutes", "0.05", "--out", str(run)]) == 2
     assert "the machine is busy" in capsys.readouterr().err and not run.exists()
     monkeypatch.setattr(budget, "other_cores", lambda before, after: 0.0)
-    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg: 6.0)
+    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg, train: 6.0)
     assert main([*args, "--budget-minutes", "0.5", "--stop-after-steps", "1", "--out", str(run)]) == 0
     n_train = int(capsys.readouterr().out.split("budget: ")[1].split(" images fit")[0].split(" of ")[1])
     planned = budget.budget_epochs(6.0, 0.5, n_train)
     saved = json.loads((run / "config.json").read_text())
     assert saved["epochs"] == planned != 99 and planned > 1 and saved["max_minutes"] == pytest.approx(0.75)
     # a resumed run keeps the schedule it started with, whatever the machine or the budget now
-    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg: 10.0)
+    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg, train: 10.0)
     assert main([*args, "--budget-minutes", "5", "--resume", "--out", str(run)]) == 0
     assert "as planned when the run started" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["epochs"] == planned and (run / "best.pt").is_file()

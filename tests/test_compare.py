@@ -60,7 +60,7 @@ def test_the_budget_sets_whole_epochs():
 
 def test_a_probe_on_a_busy_machine_plans_nothing(lsp_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPPOSE_DATA", str(lsp_root.parent))
-    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg: 50.0)
+    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg, train: 50.0)
     monkeypatch.setattr(budget, "other_cores", lambda before, after: 1.3)
     spec = load_spec(write_spec(tmp_path / "spec", [{"name": "fc", "overrides": TINY}]))
     out = tmp_path / "out"

@@ -21,6 +21,7 @@ import torch
 
 from deeppose.config import TrainConfig
 from deeppose.cpuload import cpu_sample, other_cores
+from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.engine import build_datasets, build_model, make_objective, make_optimizer
 from deeppose.errors import DeepPoseError
@@ -30,9 +31,8 @@ from deeppose.models.output import head_output
 EFFICIENCY = 0.85  # share of a budget spent in training steps (the rest: data loading, validation, checkpoints)
 
 
-def probe_images_per_s(cfg: TrainConfig, steps: int = 6) -> float:
-    """Training images/s of a config's model (forward, loss, backward, step on one batch in memory)."""
-    train, _ = build_datasets(cfg.data, cfg.seed)
+def probe_images_per_s(cfg: TrainConfig, train: PoseDataset, steps: int = 6) -> float:
+    """Training images/s of a config's model (forward, loss, backward, step on one batch of `train` in memory)."""
     crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
     bs = cfg.optim.batch_size
     batch = torch.utils.data.default_collate([crops[i % len(crops)] for i in range(bs)])
@@ -69,13 +69,13 @@ def plan_epochs(cfg: TrainConfig, minutes: float, where: str | Path, busy_limit:
     """
     if not minutes > 0:
         raise DeepPoseError(where, f"a training budget must be a positive number of minutes, not {minutes}")
-    n_train = len(build_datasets(cfg.data, cfg.seed)[0])
+    train, _ = build_datasets(cfg.data, cfg.seed)
     before = cpu_sample()
-    images_per_s = probe_images_per_s(cfg)
+    images_per_s = probe_images_per_s(cfg, train)
     busy = other_cores(before, cpu_sample())
     if busy > busy_limit:
         raise DeepPoseError(where, f"the machine is busy: other processes kept {busy:.1f} CPU cores busy during the "
                                    f"throughput probe, which would plan too few epochs; plan on an idle machine "
                                    f"(allowed: {busy_limit:g} cores)")
-    return {"probe_images_per_s": round(images_per_s, 1), "n_train": n_train,
-            "epochs": budget_epochs(images_per_s, minutes, n_train), "other_cores": round(busy, 2)}
+    return {"probe_images_per_s": round(images_per_s, 1), "n_train": len(train),
+            "epochs": budget_epochs(images_per_s, minutes, len(train)), "other_cores": round(busy, 2)}

@@ -107,7 +107,7 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
         epochs = plan["epochs"]
         print(f"budget: {epochs} epochs of {plan['n_train']} images fit {minutes:g} minutes at "
               f"{plan['probe_images_per_s']:g} images/s (probe; other processes: {plan['other_cores']:g} cores)")
-    return replace(cfg, epochs=int(epochs), max_minutes=1.5 * minutes)
+    return replace(cfg, epochs=epochs, max_minutes=1.5 * minutes)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
