@@ -149,7 +149,9 @@ def comparison_section(results: list[dict]) -> list[str]:
         timed = [m for row in r["rows"] for m in (row.get("stage1"), row.get("cascade")) if m]
         how = (" (re-timed from the untrained architectures on an idle machine)"
                if timed and all("timed" in m for m in timed) else " (timed right after training)")
-        lines += [f"`{r['benchmark']}`: `{r['spec']}`, {r['budget_minutes']:g} training minutes per model, the "
+        budget = (f"{r['epochs']:g} training epochs per model" if r.get("epochs") is not None
+                  else f"{r['budget_minutes']:g} training minutes per model")
+        lines += [f"`{r['benchmark']}`: `{r['spec']}`, {budget}, the "
                   f"refinement stage {r['cascade_minutes']:g} more; ms/image at batch 1 on {r['threads']} threads"
                   f"{how}; "
                   "all 14 joints scored. References: the figures measured for the issue on this machine.", "",

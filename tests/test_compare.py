@@ -53,9 +53,10 @@ def test_spec_errors_name_the_file(tmp_path):
     assert load_spec(CONFIGS / "compare" / "heads_mobilenet_v2.yaml").references[0]["label"].startswith("MoveNet")
 
 
-def test_the_budget_sets_whole_epochs():
+def test_the_budget_sets_epochs_to_a_hundredth():
     assert budget_epochs(100.0, 10, 10_000, efficiency=1.0) == 6
-    assert budget_epochs(1.0, 1, 10_000) == 1  # at least one
+    assert budget_epochs(41.2, 15, 10_400) == 3.03 and budget_epochs(36.5, 15, 10_400) == 2.68  # not 3 and 2
+    assert budget_epochs(1.0, 1, 10_000) == 0.01  # at least a hundredth
 
 
 def test_a_probe_on_a_busy_machine_plans_nothing(lsp_root, tmp_path, monkeypatch):
@@ -72,7 +73,29 @@ def test_a_probe_on_a_busy_machine_plans_nothing(lsp_root, tmp_path, monkeypatch
     with pytest.raises(RuntimeError, match="planned"):
         compare.stage1_row(spec, spec.entries[0], out, test=None, progress=False)
     plan = json.loads((out / "fc" / "plan.json").read_text())
-    assert plan["other_cores"] == 0.1 and plan["epochs"] >= 1 and plan["probe_images_per_s"] == 50.0
+    assert plan["other_cores"] == 0.1 and plan["probe_images_per_s"] == 50.0
+    assert plan["epochs"] == budget_epochs(50.0, spec.budget_minutes, plan["n_train"]) < 1  # part of an epoch
+
+
+def test_a_spec_with_epochs_gives_every_entry_that_many_without_a_probe(tmp_path, monkeypatch):
+    spec = load_spec(write_spec(tmp_path / "spec", [{"name": "fc", "overrides": TINY}], epochs=2))
+    assert spec.epochs == 2
+    monkeypatch.setattr(budget, "probe_images_per_s", lambda cfg, train: pytest.fail("probed"))
+    trained = {}
+
+    def fit(cfg, *args, **kwargs):
+        trained["epochs"] = cfg.epochs
+        raise RuntimeError("trained")
+
+    monkeypatch.setattr(compare, "fit", fit)
+    with pytest.raises(RuntimeError, match="trained"):
+        compare.stage1_row(spec, spec.entries[0], tmp_path / "out", test=None, progress=False)
+    assert trained == {"epochs": 2}
+    row = {"name": "fc", "overrides": TINY, "budget_minutes": spec.budget_minutes, "plan": {"epochs": 2}}
+    assert complete(row, spec, spec.entries[0]) and not complete({**row, "plan": {"epochs": 3}}, spec, spec.entries[0])
+    for bad in (0, -1, "nan"):
+        with pytest.raises(DeepPoseError, match="spec.yaml: epochs must be a positive number"):
+            load_spec(write_spec(tmp_path / f"bad{bad}", [{"name": "fc"}], epochs=bad))
 
 
 def _row(name, pck, ms, cascade=None):

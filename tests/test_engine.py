@@ -53,6 +53,28 @@ def test_a_budget_cut_mid_epoch_is_validated_and_the_budget_can_be_extended(data
     assert [r["epoch"] for r in rows] == ["0.25", "1", "2"]
 
 
+def test_a_fractional_last_epoch_is_cut_short_validated_and_resumable(data_dir, tmp_path):
+    cfg = _cfg(data_dir, "epochs=1.5")  # 4 steps an epoch: 6 steps, validated after 4 and at the end
+    full = fit(cfg, tmp_path / "full", progress=False)
+    assert full["steps"] == 6 and full["epochs_done"] == 1 and not full["stopped_early"]
+    rows = list(csv.DictReader(open(tmp_path / "full" / "val_log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "1.5"]
+    part = fit(cfg, tmp_path / "part", stop_after_steps=5, progress=False)  # killed inside the partial epoch
+    assert part["steps"] == 5
+    assert fit(cfg, tmp_path / "part", resume=True, progress=False)["steps"] == 6
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert fit(cfg, tmp_path / "part", resume=True, progress=False)["steps"] == 6  # a finished run stays finished
+
+
+@pytest.mark.parametrize("epochs", ["0", "-1", "nan", "inf"])
+def test_epochs_must_be_a_positive_number(data_dir, tmp_path, epochs):
+    with pytest.raises(DeepPoseError, match="positive number of epochs"):
+        fit(_cfg(data_dir, f"epochs={epochs}"), tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_run_folder_rules(data_dir, tmp_path):
     cfg = _cfg(data_dir)
     fit(cfg, tmp_path / "r", stop_after_steps=1, progress=False)

@@ -1,4 +1,4 @@
-"""Training budgets in minutes: how many whole epochs of a config fit a time budget on this machine.
+"""Training budgets in minutes: how many epochs of a config fit a time budget on this machine.
 
 A cosine schedule only ends well if it ends: a run cut off by its time limit stops at a high learning rate. So a
 budget in minutes is turned into epochs before training, from a short throughput probe of the config's model:
@@ -12,6 +12,7 @@ counts the CPU time others take meanwhile and refuses to plan on a busy machine.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from pathlib import Path
@@ -52,13 +53,15 @@ def probe_images_per_s(cfg: TrainConfig, train: PoseDataset, steps: int = 6) -> 
     return bs / statistics.median(times[2:])
 
 
-def budget_epochs(images_per_s: float, minutes: float, n_train: int, efficiency: float = EFFICIENCY) -> int:
-    """Whole epochs that fit `minutes` at a probed speed, allowing for the loader and validation (>= 1)."""
-    return max(1, int(minutes * 60 * images_per_s * efficiency / n_train))
+def budget_epochs(images_per_s: float, minutes: float, n_train: int, efficiency: float = EFFICIENCY) -> float:
+    """Epochs that fit `minutes` at a probed speed, allowing for the loader and validation, to 1/100 of an
+    epoch (rounded down, at least 0.01): a fractional last epoch is cut short, so runs of the same budget train
+    for the same time whatever their epoch length."""
+    return max(0.01, math.floor(minutes * 60 * images_per_s * efficiency / n_train * 100) / 100)
 
 
 def plan_epochs(cfg: TrainConfig, minutes: float, where: str | Path, busy_limit: float = 0.5) -> dict[str, Any]:
-    """Probe a config's training speed and plan the whole epochs that fit `minutes` on this machine.
+    """Probe a config's training speed and plan the epochs that fit `minutes` on this machine.
 
     Returns:
         {"probe_images_per_s", "n_train", "epochs", "other_cores"}: other_cores is the CPU load that other

@@ -87,7 +87,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> TrainConfig:
-    """`train --budget-minutes`: the whole epochs that fit the budget on this machine (a throughput probe), kept in
+    """`train --budget-minutes`: the epochs that fit the budget on this machine (a throughput probe), kept in
     the run's config.json so that a resumed run goes on with the same schedule."""
     from dataclasses import replace
 
@@ -98,14 +98,14 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
     saved = out / "config.json"
     if resume and saved.is_file():
         try:
-            epochs = int(json.loads(saved.read_text(encoding="utf-8"))["epochs"])
+            epochs = float(json.loads(saved.read_text(encoding="utf-8"))["epochs"])
         except (ValueError, KeyError, TypeError) as exc:
             raise DeepPoseError(saved, f"not a run config with its epochs ({type(exc).__name__}: {exc})") from None
-        print(f"budget: {epochs} epochs, as planned when the run started")
+        print(f"budget: {epochs:g} epochs, as planned when the run started")
     else:
         plan = plan_epochs(cfg, minutes, out)
         epochs = plan["epochs"]
-        print(f"budget: {epochs} epochs of {plan['n_train']} images fit {minutes:g} minutes at "
+        print(f"budget: {epochs:g} epochs of {plan['n_train']} images fit {minutes:g} minutes at "
               f"{plan['probe_images_per_s']:g} images/s (probe; other processes: {plan['other_cores']:g} cores)")
     return replace(cfg, epochs=epochs, max_minutes=1.5 * minutes)
 

@@ -7,14 +7,17 @@ A spec (YAML) names a base stage-1 config, the budget, a cascade recipe, and the
     cascade: mobilenet_v2_cascade_limbs_cpu.yaml
     cascade_minutes: 8                   # training time of the refinement stage ("+ cascade" rows)
     busy_limit: 0.5                      # most CPU cores other processes may take during the probe (default)
+    epochs: 2                            # optional: every entry trains this many epochs instead (no probe)
     entries:
       - {name: fc_l2, label: "FC + L2 (DeepPose)", overrides: [model.head=fc, model.stride=32, loss=l2]}
 
 Each entry trains in `out/<name>` (resumable: a finished stage is skipped, a cut one resumes), is scored on
 LSP test (PCK@0.05/0.1/0.2, PCP 4-limb mean), timed (ms per image at batch 1 on the configured threads) and
 counted (parameters); `out/<name>/result.json` keeps the row. Every entry's epochs are set from a short
-throughput probe so that its cosine schedule ends with its budget on an idle machine (out/<name>/plan.json); a
-probe beside other busy processes stops the comparison rather than plan a shorter schedule.
+throughput probe so that its cosine schedule ends with its budget on an idle machine (out/<name>/plan.json), to a
+hundredth of an epoch; a probe beside other busy processes stops the comparison rather than plan a shorter
+schedule. A spec with `epochs` gives every entry the same number of epochs instead (the same data seen, whatever
+each head costs); its budget then only sets the safety stop (three times the budget).
 Entries run one after the other (stage 1, then its cascade), and every finished row is published to a results
 file; the rows recorded there carry a comparison on across machines that keep no run folder. Speed depends
 only on the architecture, so `retime` measures it again, untrained, on an idle machine.
@@ -73,6 +76,7 @@ class Spec:
     threads: int = 2
     references: list[dict[str, Any]] = field(default_factory=list)
     busy_limit: float = 0.5
+    epochs: float | None = None
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -90,14 +94,17 @@ def load_spec(path: str | Path) -> Spec:
         spec = Spec(path.parent / raw["base"], float(raw["budget_minutes"]),
                     path.parent / raw["cascade"] if raw.get("cascade") else None,
                     float(raw.get("cascade_minutes", 0)), entries, int(raw.get("threads", 2)), references,
-                    float(raw.get("busy_limit", 0.5)))
+                    float(raw.get("busy_limit", 0.5)),
+                    float(raw["epochs"]) if raw.get("epochs") is not None else None)
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise DeepPoseError(path, f"malformed comparison spec ({type(exc).__name__}: {exc})") from None
     names = [e.name for e in entries]
     if not entries or len(set(names)) != len(names):
         raise DeepPoseError(path, "a comparison needs entries with distinct names")
-    if spec.budget_minutes <= 0:
+    if not 0 < spec.budget_minutes < float("inf"):
         raise DeepPoseError(path, "budget_minutes must be positive")
+    if spec.epochs is not None and not 0 < spec.epochs < float("inf"):
+        raise DeepPoseError(path, f"epochs must be a positive number, not {spec.epochs}")
     return spec
 
 
@@ -140,7 +147,9 @@ def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress:
     if result_path.is_file():
         return json.loads(result_path.read_text())
     plan_path = run / "plan.json"
-    if plan_path.is_file():
+    if spec.epochs is not None:
+        plan = {"epochs": spec.epochs, "fixed": True}
+    elif plan_path.is_file():
         plan = json.loads(plan_path.read_text())
     else:
         plan = plan_epochs(load_config(spec.base, entry.overrides), spec.budget_minutes, run, spec.busy_limit)
@@ -181,9 +190,11 @@ def cascade_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress
 
 
 def complete(row: dict[str, Any] | None, spec: Spec, entry: Entry) -> bool:
-    """Whether a recorded row is this entry's finished result: same overrides and budget, and its cascade row
-    when the entry has one."""
+    """Whether a recorded row is this entry's finished result: same overrides and budget (and epochs, when the
+    spec fixes them), and its cascade row when the entry has one."""
     if row is None or row.get("overrides") != entry.overrides or row.get("budget_minutes") != spec.budget_minutes:
+        return False
+    if spec.epochs is not None and row.get("plan", {}).get("epochs") != spec.epochs:
         return False
     return "cascade" in row or spec.cascade is None or not entry.cascade
 
@@ -301,10 +312,11 @@ def publish_results(path: str | Path, spec_path: str | Path, rows: list[dict[str
     """
     path, spec = Path(path), load_spec(spec_path)
     done = {r["name"] for r in rows if "stage1" in r}
-    title = f"LSP test: heads on the same budget ({spec.budget_minutes:g} min each), {Path(spec_path).stem}"
+    same = f"{spec.epochs:g} epochs" if spec.epochs is not None else f"{spec.budget_minutes:g} min"
+    title = f"LSP test: heads on the same budget ({same} each), {Path(spec_path).stem}"
     plot = plot_comparison(rows, path.with_suffix(".png"), title, spec.references)
     write_json(path, {**(header or {}), "dataset": "LSP test (1001-2000), all 14 joints scored",
-                      "spec": str(spec_path), "budget_minutes": spec.budget_minutes,
+                      "spec": str(spec_path), "budget_minutes": spec.budget_minutes, "epochs": spec.epochs,
                       "cascade_minutes": spec.cascade_minutes, "threads": spec.threads, "rows": rows,
                       "references": spec.references, "pending": [e.name for e in spec.entries if e.name not in done],
                       "plot": plot.name})

@@ -153,7 +153,7 @@ class CascadeConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(batch_size=16))
     loss: str = "l1"
     heatmap: HeatmapLossConfig = field(default_factory=HeatmapLossConfig)
-    epochs: int = 10
+    epochs: float = 10
     max_minutes: float = 0.0
 
 
@@ -166,7 +166,8 @@ class TrainConfig:
             "smooth_l1" or "euclidean" (DSNT's); "mse" for the heatmap head (Tompson: MSE on heatmaps).
         heatmap: targets and regularizers of the heatmap heads.
         loss_mask: "labelled" (every joint with a coordinate, LSP's occluded ones included) or "visible".
-        epochs: passes over the training data; the schedule spans all of them.
+        epochs: passes over the training data; the schedule spans all of them. A fractional last epoch is cut
+            short (e.g. 2.5: two passes and half of a third), so a time budget can be met to the step.
         max_minutes: stop (with a checkpoint) after this much training wall time, summed over resumed calls
             (0: no limit).
         checkpoint_minutes: also checkpoint inside an epoch this often, so a killed run loses little.
@@ -181,7 +182,7 @@ class TrainConfig:
     loss: str = "l1"
     heatmap: HeatmapLossConfig = field(default_factory=HeatmapLossConfig)
     loss_mask: str = "labelled"
-    epochs: int = 10
+    epochs: float = 10
     max_minutes: float = 0.0
     checkpoint_minutes: float = 10.0
     val_alpha: float = 0.2

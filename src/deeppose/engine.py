@@ -238,6 +238,8 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
 
     from deeppose.evaluation import write_json
 
+    if not 0 < cfg.epochs < float("inf"):
+        raise DeepPoseError(None, f"config epochs: expected a positive number of epochs, got {cfg.epochs!r}")
     out = Path(out)
     last_path = out / "last.pt"
     if out.exists() and any(out.iterdir()) and not resume:
@@ -253,7 +255,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     steps_per_epoch = len(train) // batch
     if steps_per_epoch == 0:
         raise DeepPoseError(None, f"{len(train)} training images are fewer than one batch of {batch}")
-    total_steps = cfg.epochs * steps_per_epoch
+    total_steps = max(1, round(cfg.epochs * steps_per_epoch))
     opt, sched = make_optimizer(model, cfg, total_steps)
     epoch, step, best, seconds_before = 0, 0, -1.0, 0.0
     if resume:
@@ -272,7 +274,8 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     writer = SummaryWriter(str(out / "tb"))
     n_params = count_parameters(model)
     print(f"training {meta.get('kind', cfg.model.arch)} ({n_params / 1e6:.2f}M parameters) on {len(train)} images "
-          f"({train.name}), validating on {len(val)}; {cfg.epochs} epochs x {steps_per_epoch} steps")
+          f"({train.name}), validating on {len(val)}; {cfg.epochs:g} epochs x {steps_per_epoch} steps = "
+          f"{total_steps} steps")
 
     def checkpoint(path: Path, best: float) -> None:
         save_checkpoint(path, model, {**meta, "epoch": epoch, "step": step, "best_val_pck": best,
@@ -290,7 +293,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
                                            "seconds": round(seconds_before + time.perf_counter() - start, 1)}])
         for k, v in metrics.items():
             writer.add_scalar(f"val/{k}", v, step)
-        bar.write(f"epoch {at:g}/{cfg.epochs}: val PCK@{cfg.val_alpha:g} {metrics['val_pck']:.4f}  "
+        bar.write(f"epoch {at:g}/{cfg.epochs:g}: val PCK@{cfg.val_alpha:g} {metrics['val_pck']:.4f}  "
                   f"PCP {metrics['val_pcp']:.4f}")
         improved = metrics["val_pck"] > best
         best = max(best, metrics["val_pck"])
@@ -308,7 +311,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
                dynamic_ncols=True)
     model.train()
     rows: list[dict[str, Any]] = []
-    while epoch < cfg.epochs and not stopped:
+    while step < total_steps and not stopped:
         crops.set_epoch(epoch)
         in_epoch = step - epoch * steps_per_epoch
         # The loader gets its own generator: drawing worker seeds from the global RNG would shift the
@@ -332,7 +335,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             if not progress and time.perf_counter() - last_line > STATUS_LINE_SECONDS:
                 last_line = time.perf_counter()
                 eta = (total_steps - step) * elapsed / steps_run
-                print(f"step {step}/{total_steps} epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.4f} lr {lr:.2e} "
+                print(f"step {step}/{total_steps} epoch {epoch + 1}/{math.ceil(cfg.epochs)} loss {loss.item():.4f} lr {lr:.2e} "
                       f"{images_seen / elapsed:.1f} img/s ETA {eta / 60:.0f} min", flush=True)
             if step % TRAIN_LOG_EVERY == 0:
                 rows.append({"step": step, "epoch": epoch, "loss": round(loss.item(), 6), "lr": lr,
@@ -344,6 +347,8 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             if (stop_after_steps and steps_run >= stop_after_steps) or out_of_time:
                 stopped = True
                 break
+            if step >= total_steps:  # the end of a fractional last epoch
+                break
             if time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60 and step % steps_per_epoch:
                 _append_csv(out / "train_log.csv", rows)
                 rows = []
@@ -352,8 +357,8 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
         if step % steps_per_epoch == 0 and step > 0 and step // steps_per_epoch > epoch:
             epoch = step // steps_per_epoch
             best = validate_and_keep_best(best)
-        elif stopped and out_of_time and step > epoch * steps_per_epoch:
-            best = validate_and_keep_best(best)  # a budget cut mid-epoch still competes for best.pt
+        elif (step >= total_steps or stopped and out_of_time) and step > epoch * steps_per_epoch:
+            best = validate_and_keep_best(best)  # a partial last epoch, or a budget cut mid-epoch
     bar.close()
     _append_csv(out / "train_log.csv", rows)
     if stopped:
