@@ -335,8 +335,8 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             if not progress and time.perf_counter() - last_line > STATUS_LINE_SECONDS:
                 last_line = time.perf_counter()
                 eta = (total_steps - step) * elapsed / steps_run
-                print(f"step {step}/{total_steps} epoch {epoch + 1}/{math.ceil(cfg.epochs)} loss {loss.item():.4f} lr {lr:.2e} "
-                      f"{images_seen / elapsed:.1f} img/s ETA {eta / 60:.0f} min", flush=True)
+                print(f"step {step}/{total_steps} epoch {epoch + 1}/{math.ceil(cfg.epochs)} loss {loss.item():.4f} "
+                      f"lr {lr:.2e} {images_seen / elapsed:.1f} img/s ETA {eta / 60:.0f} min", flush=True)
             if step % TRAIN_LOG_EVERY == 0:
                 rows.append({"step": step, "epoch": epoch, "loss": round(loss.item(), 6), "lr": lr,
                              "images_per_s": round(images_seen / elapsed, 2),
