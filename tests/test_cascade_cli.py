@@ -177,3 +177,12 @@ def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, 
     error_before = ((before - gt).norm(dim=-1) / d[:, None]).mean()
     error_after = ((after - gt).norm(dim=-1) / d[:, None]).mean()
     assert error_after < 0.95 * error_before, (float(error_before), float(error_after))
+
+
+def test_fine_tuning_from_a_cascade_takes_its_stage1(cascade_run, synthetic_root):
+    from deeppose.engine import build_model
+
+    cfg = load_config(None, [f"data.root={synthetic_root.parent}", *STAGE1, f"model.init={cascade_run / 'cascade.pt'}"])
+    tuned = build_model(cfg, num_joints=14).state_dict()
+    s1 = load_checkpoint(cascade_run / "stage1" / "best.pt")["model"]
+    assert tuned.keys() == s1.keys() and all(torch.equal(tuned[k], s1[k]) for k in s1)

@@ -102,3 +102,27 @@ def test_committed_recipes_load_and_build(recipe):
         out = model.eval()(torch.zeros(1, 3, size, size, dtype=torch.uint8))
     assert out.shape == (1, 14, 2)
     assert 0 < cfg.max_minutes <= 90  # every recipe fits the 90-minute CPU budget
+
+
+def test_fine_tuning_starts_from_a_checkpoint(data_dir, tmp_path):
+    from deeppose.checkpoint import save_checkpoint, ship_checkpoint
+    from deeppose.models.factory import create_model
+
+    fit(_cfg(data_dir, "epochs=1"), tmp_path / "run", progress=False)
+    trained = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    tuned = build_model(_cfg(data_dir, f"model.init={tmp_path / 'run' / 'best.pt'}"), num_joints=14).state_dict()
+    assert all(torch.equal(tuned[k], trained[k]) for k in trained)
+    fresh = build_model(_cfg(data_dir), num_joints=14).state_dict()
+    assert not all(torch.equal(fresh[k], trained[k]) for k in trained)
+    ship_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "shipped.pt")  # fp16 weights, cast back
+    tuned = build_model(_cfg(data_dir, f"model.init={tmp_path / 'shipped.pt'}"), num_joints=14).state_dict()
+    assert all(torch.allclose(tuned[k].float(), trained[k].float(), atol=1e-2) for k in trained)
+    # fine-tuning trains on from there (and the resolved config records where it started)
+    summary = fit(_cfg(data_dir, "epochs=1", f"model.init={tmp_path / 'shipped.pt'}"), tmp_path / "ft", progress=False)
+    assert summary["steps"] == 32 // 8
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["model"]["init"].endswith("shipped.pt")
+    save_checkpoint(tmp_path / "other.pt", create_model("small", 10, 32), {"arch": "small", "model": {}})
+    with pytest.raises(DeepPoseError, match="other.pt: weights do not fit architecture 'small'"):
+        build_model(_cfg(data_dir, f"model.init={tmp_path / 'other.pt'}"), num_joints=14)
+    with pytest.raises(DeepPoseError, match="none.pt: checkpoint not found"):
+        build_model(_cfg(data_dir, f"model.init={tmp_path / 'none.pt'}"), num_joints=14)

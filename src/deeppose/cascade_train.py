@@ -28,7 +28,7 @@ from deeppose.checkpoint import load_checkpoint, model_from_checkpoint, save_che
 from deeppose.config import CascadeConfig, TrainConfig, to_dict
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import StageTask, build_datasets, build_network, fit, loss_mask, make_objective
+from deeppose.engine import StageTask, architecture, build_datasets, build_network, fit, loss_mask, make_objective
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import write_json
 from deeppose.geometry import diam
@@ -209,7 +209,7 @@ def assemble(previous: Cascade, previous_meta: dict[str, Any], stage_dir: Path, 
     """The previous cascade plus the best checkpoint of the stage trained in `stage_dir`."""
     ckpt = load_checkpoint(stage_dir / "best.pt")
     m = ckpt["meta"]
-    refiner = build_network(replace(cfg.cascade.model, backbone_weights=""), m["num_joints"], m["crop_size"])
+    refiner = build_network(architecture(cfg.cascade.model), m["num_joints"], m["crop_size"])
     refiner.load_state_dict(ckpt["model"], strict=True)
     cascade = Cascade(previous.stage1, [*previous.refiners, refiner], previous.skeleton, previous.sigma,
                       previous.crop_size, previous.source_size, previous.joints).eval()

@@ -111,23 +111,40 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Returns:
         (model in eval mode, meta).
     """
-    from deeppose.models.factory import unused_classifier_keys
-
     ckpt = load_checkpoint(path)
     meta = ckpt["meta"]
     try:
         model = model_from_meta(meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise DeepPoseError(path, f"checkpoint metadata does not describe a model ({exc})") from None
-    state = {k: v for k, v in ckpt["model"].items() if k not in unused_classifier_keys(ckpt["model"])}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise DeepPoseError(path, f"weights do not fit architecture {meta.get('arch')!r}: "
-                                  f"{' '.join(lines[1:3])[:240]}") from None
+    load_weights(model, ckpt["model"], path, meta.get("arch"))
     model.eval()
     return model, meta
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path, arch: str | None) -> None:
+    """Load a checkpoint's state_dict into `model` with strict=True (fp16 weights are cast to the model's dtype;
+    an old ImageNet classifier is dropped); DeepPoseError naming `path` when they do not fit."""
+    from deeppose.models.factory import unused_classifier_keys
+
+    unused = set(unused_classifier_keys(state))
+    try:
+        model.load_state_dict({k: v for k, v in state.items() if k not in unused}, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise DeepPoseError(path, f"weights do not fit architecture {arch!r}: "
+                                  f"{' '.join(lines[1:3])[:240]}") from None
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Start `model` from a trained checkpoint's weights (`model.init`, fine-tuning): a stage-1 checkpoint, or
+    the stage 1 of a cascade checkpoint; DeepPoseError naming the file when it is unreadable or does not fit."""
+    ckpt = load_checkpoint(path)
+    state, meta = ckpt["model"], ckpt["meta"]
+    if meta.get("kind") == "cascade":
+        state = {k.removeprefix("stage1."): v for k, v in state.items() if k.startswith("stage1.")}
+        meta = meta.get("stage1", {})
+    load_weights(model, state, path, meta.get("arch"))
 
 
 def ship_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:

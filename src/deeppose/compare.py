@@ -30,7 +30,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from deeppose.cascade_train import refined_joints, train_cascade
 from deeppose.config import load_config
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
-from deeppose.engine import build_network, fit
+from deeppose.engine import architecture, build_network, fit
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import score, write_json
 from deeppose.inference import Predictor
@@ -273,12 +273,12 @@ def architecture_predictors(spec: Spec, entry: Entry) -> dict[str, Predictor]:
     depend on the weights, so rows can be timed again on an idle machine without their checkpoints."""
     cfg = load_config(spec.base, entry.overrides)
     skeleton = get_skeleton("lsp14")
-    stage1 = build_network(replace(cfg.model, backbone_weights=""), skeleton.num_joints, cfg.data.input_size)
+    stage1 = build_network(architecture(cfg.model), skeleton.num_joints, cfg.data.input_size)
     meta = {"skeleton": skeleton.name, "input_size": cfg.data.input_size}
     out = {"stage1": Predictor(stage1, meta)}
     if spec.cascade is not None and entry.cascade:
         c = load_config(spec.cascade).cascade
-        refiners = [build_network(replace(c.model, backbone_weights=""), skeleton.num_joints, c.crop_size)
+        refiners = [build_network(architecture(c.model), skeleton.num_joints, c.crop_size)
                     for _ in range(c.stages - 1)]
         cascade = Cascade(stage1, refiners, skeleton, c.sigma, c.crop_size, c.source_size,
                           refined_joints(c, skeleton))

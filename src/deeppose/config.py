@@ -56,6 +56,9 @@ class ModelConfig:
         stride: where the FC head reads the backbone, or the heatmap stride of the other heads.
         score: the FC head learns a per-joint confidence (the heatmap heads have theirs built in).
         refine: Tompson's position refinement on the heatmap head.
+        backbone_weights: torchvision-layout ImageNet weights for the backbone ("": random init).
+        init: a deeppose checkpoint whose weights start this network (fine-tuning; of a cascade checkpoint, its
+            stage 1): it must have this architecture and skeleton. Loaded after backbone_weights.
     """
 
     arch: str = "mobilenet_v2"
@@ -71,6 +74,7 @@ class ModelConfig:
     channels_last: bool = True
     score: bool = True
     refine: bool = False
+    init: str = ""
 
 
 @dataclass

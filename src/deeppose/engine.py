@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from deeppose.checkpoint import load_checkpoint, save_checkpoint
+from deeppose.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, TrainConfig, to_dict
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
@@ -94,10 +94,19 @@ def resolve_weights(path: str) -> str | None:
 
 
 def build_network(m: ModelConfig, num_joints: int, input_size: int) -> nn.Module:
-    """A configured network with its backbone weights loaded (channels_last if configured)."""
+    """A configured network with its backbone weights, then its `init` checkpoint's weights, loaded
+    (channels_last if configured)."""
     model = create_model(m.arch, num_joints, input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
                          resolve_weights(m.backbone_weights), m.freeze_bn, m.head, m.top_stride, m.score, m.refine)
+    if m.init:
+        init_from_checkpoint(model, m.init)
     return model.to(memory_format=torch.channels_last) if m.channels_last else model
+
+
+def architecture(m: ModelConfig) -> ModelConfig:
+    """`m` without the weights it loads (backbone_weights, init): for rebuilding a network whose trained
+    weights come next."""
+    return replace(m, backbone_weights="", init="")
 
 
 def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
