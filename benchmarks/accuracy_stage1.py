@@ -47,7 +47,8 @@ def main() -> int:
                 "best_val_pck": meta["best_val_pck"],
                 "train_minutes": round(float(train_rows[-1]["seconds"]) / 60, 1),
                 "train_images_per_s": float(train_rows[-1]["images_per_s"]),
-                "val_pck_by_epoch": [float(r["val_pck"]) for r in val_rows]}
+                "val_pck_by_epoch": [float(r["val_pck"]) for r in val_rows],
+                "init": cfg["model"].get("init", "")}  # a continued or fine-tuned run starts from this checkpoint
     path = write_result(args.name, {"dataset": "LSP test (1001-2000), all 14 joints scored", "training": training,
                                     "results": results, "paper": PAPER}, " ".join(sys.argv))
     print(format_pcp_table({"ours": results["plain"]["pcp"], "ours + flip": results["flip"]["pcp"],

@@ -62,8 +62,9 @@ def accuracy_section(rows: list[dict]) -> list[str]:
     for r in rows:
         t, plain, flip = r["training"], r["results"]["plain"], r["results"]["flip"]
         epochs = f"{t.get('epochs_run', t.get('epochs_done'))}/{t.get('epochs_planned', '?')}"
+        minutes = f"{t['train_minutes']}, from `{t['init']}`" if t.get("init") else t["train_minutes"]
         out.append(f"| {t['arch']} (`{r['benchmark']}`) | {t.get('head', 'fc')} | {t['input_size']} | "
-                   f"{t['n_parameters'] / 1e6:.2f}M | {t['train_minutes']} | {epochs} | {_score_cells(plain, flip)} |")
+                   f"{t['n_parameters'] / 1e6:.2f}M | {minutes} | {epochs} | {_score_cells(plain, flip)} |")
     if rows:
         for name, p in rows[0]["paper"].items():
             out.append(f"| DeepPose paper, {name.removeprefix('deeppose ')} | fc | 220 | ≈40M (paper) | – | – | "
