@@ -126,3 +126,20 @@ def test_fine_tuning_starts_from_a_checkpoint(data_dir, tmp_path):
         build_model(_cfg(data_dir, f"model.init={tmp_path / 'other.pt'}"), num_joints=14)
     with pytest.raises(DeepPoseError, match="none.pt: checkpoint not found"):
         build_model(_cfg(data_dir, f"model.init={tmp_path / 'none.pt'}"), num_joints=14)
+
+
+def test_fine_tuning_needs_no_backbone_weights_file(tmp_path):
+    from dataclasses import replace
+
+    from deeppose.checkpoint import save_checkpoint
+    from deeppose.config import ModelConfig
+    from deeppose.engine import build_network
+
+    m = ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8, reduce=16, channels_last=False)
+    trained = build_network(m, 14, 64)
+    save_checkpoint(tmp_path / "run.pt", trained, {"arch": "mobilenet_v2", "model": {}})
+    missing = replace(m, backbone_weights=str(tmp_path / "none.pth"))
+    with pytest.raises(DeepPoseError, match="none.pth"):
+        build_network(missing, 14, 64)
+    tuned = build_network(replace(missing, init=str(tmp_path / "run.pt")), 14, 64)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), trained.state_dict().values()))

@@ -58,7 +58,8 @@ class ModelConfig:
         refine: Tompson's position refinement on the heatmap head.
         backbone_weights: torchvision-layout ImageNet weights for the backbone ("": random init).
         init: a deeppose checkpoint whose weights start this network (fine-tuning; of a cascade checkpoint, its
-            stage 1): it must have this architecture and skeleton. Loaded after backbone_weights.
+            stage 1): it must have this architecture and skeleton. It replaces every weight, so backbone_weights
+            is not read when it is set.
     """
 
     arch: str = "mobilenet_v2"

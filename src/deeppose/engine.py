@@ -94,10 +94,11 @@ def resolve_weights(path: str) -> str | None:
 
 
 def build_network(m: ModelConfig, num_joints: int, input_size: int) -> nn.Module:
-    """A configured network with its backbone weights, then its `init` checkpoint's weights, loaded
-    (channels_last if configured)."""
+    """A configured network with its `init` checkpoint's weights loaded, or else its backbone weights (the init
+    checkpoint replaces every weight, so the backbone file is not read then); channels_last if configured."""
+    backbone_weights = None if m.init else resolve_weights(m.backbone_weights)
     model = create_model(m.arch, num_joints, input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
-                         resolve_weights(m.backbone_weights), m.freeze_bn, m.head, m.top_stride, m.score, m.refine)
+                         backbone_weights, m.freeze_bn, m.head, m.top_stride, m.score, m.refine)
     if m.init:
         init_from_checkpoint(model, m.init)
     return model.to(memory_format=torch.channels_last) if m.channels_last else model
@@ -110,7 +111,7 @@ def architecture(m: ModelConfig) -> ModelConfig:
 
 
 def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
-    """The configured stage-1 model with its backbone weights loaded (channels_last if configured)."""
+    """The configured stage-1 model with its weights loaded (`build_network`)."""
     return build_network(cfg.model, num_joints, cfg.data.input_size)
 
 
