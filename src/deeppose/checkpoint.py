@@ -92,7 +92,16 @@ def network_from_meta(m: dict[str, Any], num_joints: int, input_size: int) -> nn
 
 
 def model_from_meta(meta: dict[str, Any]) -> nn.Module:
-    """Build (untrained) a stage-1 model or, for meta["kind"] == "cascade", the whole cascade."""
+    """Build (untrained) a stage-1 model or, by meta["kind"], a "cascade", a person "localizer", or a "pipeline"
+    (a localizer in front of a pose model)."""
+    if meta.get("kind") == "localizer":
+        from deeppose.models.localizer import PersonLocalizer
+
+        return PersonLocalizer(network_from_meta(meta["model"], meta["num_joints"], meta["input_size"]))
+    if meta.get("kind") == "pipeline":
+        from deeppose.models.localizer import PosePipeline
+
+        return PosePipeline(model_from_meta(meta["localizer"]), model_from_meta(meta["pose"]))
     if meta.get("kind") == "cascade":
         from deeppose.models.cascade import Cascade
         from deeppose.skeleton import get_skeleton
@@ -138,9 +147,13 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str | P
 
 def init_from_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Start `model` from a trained checkpoint's weights (`model.init`, fine-tuning): a stage-1 checkpoint, or
-    the stage 1 of a cascade checkpoint; DeepPoseError naming the file when it is unreadable or does not fit."""
+    the stage 1 of a cascade or of a pipeline's pose model; DeepPoseError naming the file when it is unreadable
+    or does not fit."""
     ckpt = load_checkpoint(path)
     state, meta = ckpt["model"], ckpt["meta"]
+    if meta.get("kind") == "pipeline":
+        state = {k.removeprefix("pose."): v for k, v in state.items() if k.startswith("pose.")}
+        meta = meta["pose"]
     if meta.get("kind") == "cascade":
         state = {k.removeprefix("stage1."): v for k, v in state.items() if k.startswith("stage1.")}
         meta = meta.get("stage1", {})
@@ -159,6 +172,39 @@ def ship_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path
     unused = set(unused_classifier_keys(ckpt["model"]))
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items() if k not in unused}
     meta = {**ckpt["meta"], "shipped_from": Path(src).name, "weights_dtype": "float16" if half else "float32"}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, "model": state, "meta": meta,
+               "weights_sha256": state_dict_sha256(state)}
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
+def bundle_checkpoint(pose: str | Path, localizer: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """Write a pipeline checkpoint: a person localizer in front of a pose model (stage 1 or cascade), one file
+    (`ship`'s format: fp16 weights if `half`, no optimizer state); DeepPoseError naming a file that does not fit."""
+    from deeppose.models.factory import unused_classifier_keys
+
+    parts = {}
+    for name, path, kind in (("pose", pose, None), ("localizer", localizer, "localizer")):
+        ckpt = load_checkpoint(path)
+        if (ckpt["meta"].get("kind") == "localizer") != (kind == "localizer") or ckpt["meta"].get("kind") == "pipeline":
+            raise DeepPoseError(path, f"expected a {'person localizer' if kind else 'pose model'} checkpoint for "
+                                      f"the pipeline's {name}, got kind {ckpt['meta'].get('kind', 'stage1')!r}")
+        unused = set(unused_classifier_keys(ckpt["model"]))
+        parts[name] = ({k: v for k, v in ckpt["model"].items() if k not in unused}, ckpt["meta"], Path(path).name)
+    if parts["pose"][1]["skeleton"] != parts["localizer"][1]["skeleton"]:
+        raise DeepPoseError(localizer, f"the localizer predicts {parts['localizer'][1]['skeleton']} joints, the pose "
+                                       f"model {parts['pose'][1]['skeleton']}")
+    state = {f"{name}.{k}": (v.half() if half and v.is_floating_point() else v)
+             for name, (sd, _, _) in parts.items() for k, v in sd.items()}
+    meta = {"kind": "pipeline", "skeleton": parts["pose"][1]["skeleton"],
+            "num_joints": parts["pose"][1]["num_joints"], "input_size": parts["pose"][1]["input_size"],
+            "pose": {**parts["pose"][1], "shipped_from": parts["pose"][2]},
+            "localizer": {**parts["localizer"][1], "shipped_from": parts["localizer"][2]},
+            "weights_dtype": "float16" if half else "float32"}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, "model": state, "meta": meta,

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeppose.errors import DeepPoseError
+from deeppose.localize import RECROPS
+from deeppose.paths import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from deeppose.config import TrainConfig
@@ -49,9 +51,12 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
-    from deeppose.checkpoint import ship_checkpoint
+    from deeppose.checkpoint import bundle_checkpoint, ship_checkpoint
 
-    path = ship_checkpoint(args.checkpoint, args.out, half=not args.fp32)
+    if args.localizer:
+        path = bundle_checkpoint(args.checkpoint, args.localizer, args.out, half=not args.fp32)
+    else:
+        path = ship_checkpoint(args.checkpoint, args.out, half=not args.fp32)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -113,35 +118,68 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
 def _cmd_eval(args: argparse.Namespace) -> int:
     from deeppose.data import load_dataset
     from deeppose.evaluation import format_pcp_table, write_report, write_stage_report
-    from deeppose.inference import Predictor
+    from deeppose.localize import annotated_box, iou
     from deeppose.metrics import confidence_report
     from deeppose.paths import data_root
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip, stages=args.stages)
+    predictor = _predictor(args)
     root = Path(args.root) if args.root else data_root() / args.dataset
     dataset = load_dataset(args.dataset, root, args.split)
     if dataset.skeleton.name != predictor.skeleton.name:
         raise DeepPoseError(args.checkpoint, f"model predicts {predictor.skeleton.name} joints but {args.dataset} "
                                              f"has {dataset.skeleton.name}")
-    pred, confidence = predictor.predict_dataset(dataset, args.batch_size, args.workers,
-                                                 progress=sys.stderr.isatty(), all_stages=True, with_confidence=True)
-    name = Path(args.checkpoint).stem + (" + flip" if args.flip else "")
-    title = f"{name} on {args.dataset} {args.split}"
-    conf = confidence_report(pred[:, -1], confidence, dataset.joints(), dataset.labelled(), dataset.skeleton)
-    extra = {"checkpoint": str(args.checkpoint), "flip_test": args.flip, "confidence": conf}
-    if predictor.is_cascade:
-        metrics = write_stage_report(args.out, pred, dataset, title, extra={**extra, "n_stages": pred.shape[1]})
-        print(format_pcp_table({f"st{st['stage']}": st["pcp"] for st in metrics["stages"]}))
-    else:
-        metrics = write_report(args.out, pred[:, 0], dataset, title, extra=extra)
-        print(format_pcp_table({name[:14]: metrics["pcp"]}))
-    print("PCK " + "  ".join(f"@{a}: {metrics['pck'][a]:.3f}" for a in ("0.05", "0.1", "0.15", "0.2")) +
-          f"   ({metrics['n_images']} images, {metrics['n_joints']} joints)   report: {args.out}")
-    if conf:
-        kept = "  ".join(f"{float(f):.0%}: {v:.3f}" for f, v in conf["pck_of_most_confident"].items())
-        print(f"confidence: AUROC {conf['auroc']:.3f} (right vs wrong at PCK@0.2); PCK@0.2 of the most confident "
-              f"joints kept {kept}")
+    modes = [m.strip() for m in (args.boxes or ("found,annotated" if predictor.localizer else "annotated")).split(",")]
+    for mode in modes:
+        if mode not in ("found", "annotated", "image"):
+            raise DeepPoseError(None, f"--boxes: unknown box source {mode!r} (found, annotated, image)")
+    if "found" in modes and predictor.localizer is None:
+        raise DeepPoseError(args.checkpoint, "--boxes found needs a person localizer (the shipped model, or "
+                                             "--localizer)")
+    truth = np.stack([annotated_box(s.box, s.joints, s.labelled, dataset.name, *_image_size(s.image_path))
+                      for s in dataset.samples])
+    name = Path(args.checkpoint or "default").stem + (" + flip" if args.flip else "")
+    summary, rows = {}, {}
+    for i, mode in enumerate(modes):
+        results = predictor.predict_boxes(dataset, mode, args.batch_size, progress=sys.stderr.isatty())
+        pred = np.stack([r.stages for r in results])
+        confidence = np.stack([r.confidence for r in results])
+        boxes = np.stack([r.box for r in results])
+        scores = [r.person_score for r in results]
+        out = Path(args.out) if i == 0 else Path(args.out) / mode
+        title = f"{name} on {args.dataset} {args.split}, {mode} boxes"
+        conf = confidence_report(pred[:, -1], confidence, dataset.joints(), dataset.labelled(), dataset.skeleton)
+        boxes_info = {"source": mode, "person_in_box": float((iou(boxes, truth) >= 0.5).mean()),
+                      "person_found": None if scores[0] is None else float(np.mean([r.person_found for r in results])),
+                      "mean_passes": float(np.mean([r.passes for r in results]))}
+        extra = {"checkpoint": str(args.checkpoint or "default"), "flip_test": args.flip, "confidence": conf,
+                 "boxes": boxes_info}
+        if predictor.is_cascade:
+            metrics = write_stage_report(out, pred, dataset, title, extra={**extra, "n_stages": pred.shape[1]})
+        else:
+            metrics = write_report(out, pred[:, 0], dataset, title, extra=extra)
+        rows[f"{mode} boxes"[:14]] = metrics["pcp"]
+        summary[mode] = {"pck@0.2": metrics["pck"]["0.2"], "pcp": metrics["pcp"]["mean"], **boxes_info,
+                         "report": str(out)}
+        if predictor.is_cascade:
+            print(format_pcp_table({f"{mode[:5]} st{st['stage']}": st["pcp"] for st in metrics["stages"]}))
+        print(f"{mode} boxes: PCK " + "  ".join(f"@{a}: {metrics['pck'][a]:.3f}" for a in ("0.05", "0.1", "0.2")) +
+              f"   person in box (IoU >= 0.5 with the annotated box): {boxes_info['person_in_box']:.3f}"
+              f"   ({metrics['n_images']} images, {metrics['n_joints']} joints)   report: {out}")
+        if conf:
+            kept = "  ".join(f"{float(f):.0%}: {v:.3f}" for f, v in conf["pck_of_most_confident"].items())
+            print(f"  confidence: AUROC {conf['auroc']:.3f} (right vs wrong at PCK@0.2); PCK@0.2 of the most "
+                  f"confident joints kept {kept}")
+    print(format_pcp_table(rows))
+    from deeppose.evaluation import write_json
+
+    write_json(Path(args.out) / "boxes.json", summary)
     return 0
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from deeppose.inference import image_size
+
+    return image_size(path)
 
 
 def _parse_box(text: str) -> np.ndarray:
@@ -155,13 +193,26 @@ def _parse_box(text: str) -> np.ndarray:
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h])
 
 
+def _box_corner(box: np.ndarray) -> list[float]:
+    """(c_x, c_y, w, h) with pixel centres at integers -> the command line's [x, y, w, h] from the top-left."""
+    return [float(box[0] - box[2] / 2 + 0.5), float(box[1] - box[3] / 2 + 0.5), float(box[2]), float(box[3])]
+
+
+def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported lazily)
+    from deeppose.inference import Predictor
+    from deeppose.paths import default_model
+
+    checkpoint = args.checkpoint or default_model()
+    return Predictor.from_checkpoint(checkpoint, flip=args.flip, stages=args.stages, localizer=args.localizer,
+                                     localize=not args.no_localize, recrops=args.recrops)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.data.io import read_image
     from deeppose.evaluation import write_json
-    from deeppose.inference import Predictor
-    from deeppose.visualize import draw_pose, save_image
+    from deeppose.visualize import draw_box, draw_pose, save_image
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, flip=args.flip, stages=args.stages)
+    predictor = _predictor(args)
     box = _parse_box(args.box) if args.box else None
     images: list[Path] = []
     for item in map(Path, args.inputs):
@@ -176,16 +227,47 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     decoded = [(path, read_image(path)) for path in images]  # fail on a bad image before writing anything
     out = Path(args.out)
     for path, image in decoded:
-        joints, confidence = predictor.predict_image_with_confidence(image, box)
-        shown = ~(confidence < args.min_confidence)  # NaN (no confidence) is shown
+        result = predictor.predict(image, box)
+        shown = ~(result.confidence < args.min_confidence)  # NaN (no confidence) is shown
         write_json(out / f"{path.stem}.json", {
             "image": str(path), "width": image.shape[1], "height": image.shape[0],
-            "box": None if box is None else box.tolist(), "skeleton": predictor.skeleton.name,
-            "stages": predictor.stages,
+            "box": _box_corner(result.box), "box_source": result.box_source,
+            "person_score": result.person_score, "person_found": result.person_found,
+            "skeleton": predictor.skeleton.name, "stages": predictor.stages, "passes": result.passes,
             "joints": [{"name": n, "x": float(x), "y": float(y), "confidence": None if np.isnan(c) else float(c)}
-                       for n, (x, y), c in zip(predictor.skeleton.joints, joints, confidence)]})
-        save_image(out / f"{path.stem}.png", draw_pose(image, joints, shown, predictor.skeleton))
+                       for n, (x, y), c in zip(predictor.skeleton.joints, result.joints, result.confidence)]})
+        picture = draw_pose(image, result.joints, shown, predictor.skeleton)
+        save_image(out / f"{path.stem}.png", draw_box(picture, result.box, result.person_found is not False))
+        x, y, w, h = _box_corner(result.box)
+        where = f"box {x:.0f},{y:.0f},{w:.0f},{h:.0f} ({result.box_source})"
+        if result.person_found is None:
+            print(f"{path}: {where}; no person score (this model has no localizer)")
+        elif result.person_found:
+            print(f"{path}: person found (person_score {result.person_score:.2f}), {where}")
+        else:
+            print(f"{path}: nobody found (person_score {result.person_score:.2f}); joints written with low confidence")
     print(f"wrote {len(decoded)} predictions to {out}")
+    return 0
+
+
+def _cmd_localizer_train(args: argparse.Namespace) -> int:
+    from deeppose.config import read_config_file
+    from deeppose.localizer_train import localizer_config, train_localizer
+
+    cfg = localizer_config(read_config_file(args.config) if args.config else {})
+    row = train_localizer(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty(),
+                          stop_after_steps=args.stop_after_steps)
+    print(json.dumps(row))
+    return 0
+
+
+def _cmd_localizer_calibrate(args: argparse.Namespace) -> int:
+    from deeppose.localizer_train import calibrate_localizer
+
+    cal = calibrate_localizer(args.checkpoint, args.out, args.root, progress=sys.stderr.isatty())
+    print(f"person_score = sigmoid({cal['a']:.3f} * logit + {cal['b']:.3f}) from {cal['n_positive']} photos with "
+          f"and {cal['n_negative']} without a person; validation errors: {cal['val_error_positive']:.3f} missed, "
+          f"{cal['val_error_negative']:.3f} false; wrote {args.out}")
     return 0
 
 
@@ -201,6 +283,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     pending = [e.name for e in spec.entries if e.name not in {r["name"] for r in rows}]
     print(f"wrote {results} and {results.with_suffix('.png')}; pending: {', '.join(pending) or 'none'}")
     return 0
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose and set up the model, shared by predict and eval."""
+    parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped models/" + DEFAULT_MODEL + ")")
+    parser.add_argument("--localizer", help="a person localizer checkpoint to use with a plain pose checkpoint")
+    parser.add_argument("--no-localize", action="store_true",
+                        help="do not look for the person: the whole image is the box (LSP's convention)")
+    parser.add_argument("--recrops", type=int, default=RECROPS,
+                        help=f"re-crops on the model's own prediction after localization (default {RECROPS})")
+    parser.add_argument("--flip", action="store_true", help="flip test: average with the mirrored prediction")
+    parser.add_argument("--stages", type=int, help="cascade: run stages 1..N (default all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,28 +337,42 @@ def build_parser() -> argparse.ArgumentParser:
                             "on this machine (idle; max_minutes becomes 1.5x as a safety stop)")
     train.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint: metrics.json, PCP table, PDJ plot, stick figures")
-    ev.add_argument("--checkpoint", required=True)
+    ev = sub.add_parser("eval", help="evaluate a model: metrics.json, PCP table, PDJ plot, stick figures")
     ev.add_argument("--dataset", default="lsp", choices=sorted(LOADERS))
     ev.add_argument("--root", help="dataset folder (default: $DEEPPOSE_DATA/<dataset>)")
     ev.add_argument("--split", default="test")
-    ev.add_argument("--flip", action="store_true", help="flip test: average with the mirrored prediction")
-    ev.add_argument("--stages", type=int, help="cascade: evaluate stages 1..N (default all)")
+    ev.add_argument("--boxes", help="comma-separated person boxes to score with: found (the system finds the "
+                                    "person; never read from the annotations), annotated (the dataset's box, the "
+                                    "labelled joints' box for whole photos such as LSPET, else the whole image), "
+                                    "image (the whole image). Default: found,annotated with a localizer, else "
+                                    "annotated. The first is written to --out, the others to --out/<source>/")
+    _model_arguments(ev)
     ev.add_argument("--out", required=True, help="report folder")
     ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--workers", type=int, default=0)
     ev.set_defaults(func=_cmd_eval)
 
     pr = sub.add_parser("predict", help="predict joints on your images: one JSON and one PNG per image")
-    pr.add_argument("--checkpoint", required=True)
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the whole image, LSP's convention)")
-    pr.add_argument("--flip", action="store_true", help="flip test")
-    pr.add_argument("--stages", type=int, help="cascade: run stages 1..N (default all)")
+    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the person is found)")
+    _model_arguments(pr)
     pr.add_argument("--min-confidence", type=float, default=0.0,
                     help="draw only joints whose confidence reaches this (the JSON keeps them all)")
     pr.set_defaults(func=_cmd_predict)
+
+    loc = sub.add_parser("localizer", help="the person localizer: train it on whole photos, calibrate its score")
+    loc_sub = loc.add_subparsers(dest="localizer_command", required=True)
+    lt = loc_sub.add_parser("train", help="train the localizer (resumable)")
+    lt.add_argument("--config", help="YAML/JSON localizer config (default: built-in defaults)")
+    lt.add_argument("--out", required=True, help="run folder")
+    lt.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    lt.add_argument("--stop-after-steps", type=int, default=0, help="stop with a checkpoint after N steps")
+    lt.set_defaults(func=_cmd_localizer_train)
+    lc = loc_sub.add_parser("calibrate", help="fit person_score's calibration on the validation photos")
+    lc.add_argument("--checkpoint", required=True, help="a localizer run's best.pt")
+    lc.add_argument("--out", required=True, help="the calibrated localizer checkpoint to write")
+    lc.add_argument("--root", help="folder holding lsp/ and lspet/ (default: $DEEPPOSE_DATA)")
+    lc.set_defaults(func=_cmd_localizer_calibrate)
 
     cmp = sub.add_parser("compare", help="train, score and time every head of a comparison spec on LSP (resumable)")
     cmp.add_argument("--spec", default="configs/compare/heads_mobilenet_v2.yaml")
@@ -281,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--checkpoint", required=True)
     ship.add_argument("--out", required=True)
     ship.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    ship.add_argument("--localizer", help="a person localizer checkpoint to put in front of the model (one file)")
     ship.set_defaults(func=_cmd_ship)
 
     demo = sub.add_parser("demo", help="synthetic data -> train the small regressor -> evaluate -> report folder")

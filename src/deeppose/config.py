@@ -280,17 +280,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON config file as a mapping; DeepPoseError naming it when missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepPoseError(path, "config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise DeepPoseError(path, f"malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DeepPoseError(path, "a config must be a mapping of sections")
+    return data
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML or JSON config (None: defaults), apply overrides, and validate the types."""
-    data: dict[str, Any] = {}
-    if path:
-        path = Path(path)
-        if not path.is_file():
-            raise DeepPoseError(path, "config file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise DeepPoseError(path, f"malformed YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise DeepPoseError(path, "a config must be a mapping of sections")
+    data: dict[str, Any] = read_config_file(path) if path else {}
     return config_from_dict(apply_overrides(data, list(overrides)))

@@ -1,8 +1,10 @@
-"""Predictor: a trained checkpoint applied to images (crop of a box, forward, optional flip test, un-warp)."""
+"""Predictor: a trained checkpoint applied to images: find the person (or take the given box), crop, forward,
+optional flip test, un-warp, re-crop until the box converges (`deeppose.localize`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,29 @@ import torch
 from torch import nn
 
 from deeppose.checkpoint import model_from_checkpoint
+from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import crops_to_image, predict_dataset
+from deeppose.geometry import square_box, whole_image_box
+from deeppose.localize import (
+    BOX_SCALE,
+    FOUND_THRESHOLD,
+    RECROPS,
+    TOLERANCE,
+    annotated_box,
+    checked_box,
+    person_box,
+    presence_probability,
+    recrop_until_converged,
+)
 from deeppose.models.cascade import Cascade
+from deeppose.models.localizer import PersonLocalizer
 from deeppose.models.output import head_output
 from deeppose.skeleton import Skeleton, get_skeleton
+
+BOX_SOURCES = ("found", "annotated", "image")
 
 
 def mirror_joints(u: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
@@ -47,20 +65,51 @@ def flip_average(run: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, .
     return (run(*inputs) + mirror_joints(run(*(x.flip(-1) for x in inputs)), skeleton)) / 2
 
 
-class Predictor(nn.Module):
-    """Inference with a stage-1 model or a cascade: uint8 crops (and sources) -> normalized joints.
+@dataclass
+class Prediction:
+    """One image's result.
 
-    >>> predictor = Predictor.from_checkpoint("models/deeppose_mobilenet_v2_lsp.pt", flip=True)  # doctest: +SKIP
-    >>> joints = predictor.predict_image(image)  # (K, 2) pixels, whole image as the box  # doctest: +SKIP
+    Attributes:
+        joints: (K, 2) pixels (the last stage run); stages: (n, K, 2) every stage.
+        confidence: (K,) per-joint confidence in [0, 1] (NaN: the model has none), times `person_score` when
+            there is one, so that the joints of an image with nobody in it are not trusted.
+        box: (4,) (c_x, c_y, w, h) the person box of the final prediction, in pixels.
+        box_source: "given" (the caller's), "found" (localized) or "image" (the whole image, LSP's convention).
+        person_score: the calibrated probability that a person is in view, None without a localizer.
+        person_found: person_score >= 0.5, None without a localizer.
+        passes: pose-network passes (1 + the re-crops done).
+    """
+
+    joints: np.ndarray
+    stages: np.ndarray
+    confidence: np.ndarray
+    box: np.ndarray
+    box_source: str
+    person_score: float | None
+    person_found: bool | None
+    passes: int
+
+
+class Predictor(nn.Module):
+    """Inference with a stage-1 model or a cascade, and optionally a person localizer in front of it.
+
+    >>> predictor = Predictor.from_checkpoint("models/deeppose_mobilenet_v2_person.pt")  # doctest: +SKIP
+    >>> result = predictor.predict(image)  # RGB (H, W, 3) uint8: person found, joints in pixels  # doctest: +SKIP
 
     Args:
         model: a stage-1 regressor, or a `Cascade`.
         meta: its checkpoint meta.
         flip: flip test.
         stages: for a cascade, run stages 1..stages (default all).
+        localizer: a `PersonLocalizer` that finds the person when no box is given (None: the whole image).
+        localizer_meta: its checkpoint meta (input size, box scale, presence calibration).
+        recrops: re-crops on the pose network's own prediction after localization (0: none).
+        tol: a re-crop stops once the box moves by less than this fraction of its side.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], flip: bool = False, stages: int | None = None) -> None:
+    def __init__(self, model: nn.Module, meta: dict[str, Any], flip: bool = False, stages: int | None = None,
+                 localizer: PersonLocalizer | None = None, localizer_meta: dict[str, Any] | None = None,
+                 recrops: int = RECROPS, tol: float = TOLERANCE) -> None:
         super().__init__()
         self.model = model.eval()
         self.meta = meta
@@ -73,12 +122,36 @@ class Predictor(nn.Module):
         if stages is not None and not 1 <= stages <= self.num_stages:
             raise ValueError(f"stages must be in 1..{self.num_stages} for this model, got {stages}")
         self.stages = stages or self.num_stages
+        if recrops < 0 or tol < 0:
+            raise ValueError(f"recrops and tol must be non-negative, got {recrops} and {tol}")
+        self.localizer = None if localizer is None else localizer.eval()
+        self.localizer_meta = localizer_meta or {}
+        if localizer is not None and self.localizer_meta.get("skeleton", self.skeleton.name) != self.skeleton.name:
+            raise ValueError(f"the localizer predicts {self.localizer_meta['skeleton']} joints, the pose model "
+                             f"{self.skeleton.name}")
+        self.recrops = recrops
+        self.tol = tol
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, flip: bool = False, stages: int | None = None) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, flip: bool = False, stages: int | None = None,
+                        localizer: str | Path | None = None, localize: bool = True, recrops: int = RECROPS
+                        ) -> Predictor:
+        """A Predictor from a checkpoint: a stage-1 model, a cascade, or a pipeline (localizer + pose model, the
+        shipped default); `localizer` adds one from its own checkpoint; `localize=False` leaves it out."""
         model, meta = model_from_checkpoint(path)
+        loc, loc_meta = None, None
+        if meta.get("kind") == "pipeline":
+            loc, loc_meta = model.localizer, meta["localizer"]
+            model, meta = model.pose, meta["pose"]
+        elif meta.get("kind") == "localizer":
+            raise DeepPoseError(path, "this is a person localizer alone; give it as --localizer next to a pose model")
+        if localizer is not None:
+            loc, loc_meta = model_from_checkpoint(localizer)
+            if loc_meta.get("kind") != "localizer":
+                raise DeepPoseError(localizer, "not a person localizer checkpoint")
         try:
-            return cls(model, meta, flip, stages)
+            return cls(model, meta, flip, stages, loc if localize else None, loc_meta if localize else None,
+                       recrops)
         except ValueError as exc:
             raise DeepPoseError(path, str(exc)) from None
 
@@ -120,37 +193,167 @@ class Predictor(nn.Module):
         """(B, 3, S, S) uint8 crops [and sources] -> (B, K, 2) normalized joints of the last stage run."""
         return self.all_stages(images, sources)[:, -1]
 
-    @torch.inference_mode()
-    def predict_image(self, image: np.ndarray, box: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
-        """One RGB image (H, W, 3) uint8 and an optional box (c_x, c_y, w, h) -> (K, 2) joints in pixels
-        ((n, K, 2), every stage, with `all_stages`)."""
-        return self.predict_image_with_confidence(image, box, all_stages)[0]
+    def _crops(self, images: Sequence[np.ndarray], boxes: np.ndarray, size: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, size, size) uint8 crops of the squared boxes (B, 4) and their (B, 2, 3) affines."""
+        k = self.skeleton.num_joints
+        crops, affines = [], []
+        for image, box in zip(images, boxes):
+            sample = Sample(Path(""), np.zeros((k, 2), np.float32), np.zeros(k, bool), np.zeros(k, bool),
+                            np.asarray(box, np.float32))
+            crop, _, _, _, affine = crop_sample(image, sample, self.skeleton, (size, size))
+            crops.append(crop.transpose(2, 0, 1))
+            affines.append(affine)
+        return torch.from_numpy(np.ascontiguousarray(np.stack(crops))), torch.from_numpy(np.stack(affines))
 
     @torch.inference_mode()
+    def pose_in_boxes(self, images: Sequence[np.ndarray], boxes: np.ndarray, batch_size: int = 32
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The pose network on each image's box: ((B, n, K, 2) pixels of stages 1..n, (B, K) confidence)."""
+        joints, confidences = [], []
+        for lo in range(0, len(images), batch_size):
+            ims, bxs = images[lo:lo + batch_size], boxes[lo:lo + batch_size]
+            x, affine = self._crops(ims, bxs, self.input_size)
+            sources = self._crops(ims, bxs, self.source_size)[0] if self.is_cascade else None
+            u, confidence = self.all_stages_with_confidence(x, sources)
+            pixels = crops_to_image(u.reshape(len(ims), -1, 2), affine, self.input_size).reshape(u.shape)
+            joints.append(pixels.numpy())
+            confidences.append(confidence.float().numpy())
+        return np.concatenate(joints), np.concatenate(confidences).astype(np.float64)
+
+    @torch.inference_mode()
+    def presence_and_pose(self, images: Sequence[np.ndarray], boxes: np.ndarray | None = None,
+                          batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """The localizer on each image (its squared whole image, or `boxes`): ((B,) calibrated person_score,
+        (B, K, 2) its coarse joints in pixels)."""
+        if self.localizer is None:
+            raise ValueError("this predictor has no person localizer")
+        size = int(self.localizer_meta["input_size"])
+        if boxes is None:
+            boxes = np.stack([square_box(whole_image_box(im.shape[1], im.shape[0])) for im in images])
+        logits, joints = [], []
+        for lo in range(0, len(images), batch_size):
+            x, affine = self._crops(images[lo:lo + batch_size], boxes[lo:lo + batch_size], size)
+            u, logit = self.localizer(x)
+            joints.append(crops_to_image(u, affine, size).numpy())
+            logits.append(logit.float().numpy())
+        cal = self.localizer_meta.get("calibration", {"a": 1.0, "b": 0.0})
+        return presence_probability(np.concatenate(logits), cal["a"], cal["b"]), np.concatenate(joints)
+
+    def predict_images(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None,
+                       batch_size: int = 32) -> list[Prediction]:
+        """Predict RGB (H, W, 3) uint8 images. A given box (c_x, c_y, w, h) wins; else the localizer finds the
+        person and the box is re-cropped until it converges; without a localizer the whole image is the box."""
+        boxes = list(boxes) if boxes is not None else [None] * len(images)
+        if len(boxes) != len(images):
+            raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
+        given = [i for i, b in enumerate(boxes) if b is not None]
+        free = [i for i, b in enumerate(boxes) if b is None]
+        n = len(images)
+        final = np.zeros((n, 4))
+        scores = np.full(n, np.nan)
+        source = ["given"] * n
+        passes = np.ones(n, int)
+        stage_joints: np.ndarray | None = None
+        confidence: np.ndarray | None = None
+
+        def put(idx: list[int], j: np.ndarray, c: np.ndarray) -> None:
+            nonlocal stage_joints, confidence
+            if stage_joints is None:
+                stage_joints, confidence = np.zeros((n, *j.shape[1:])), np.zeros((n, *c.shape[1:]))
+            stage_joints[idx], confidence[idx] = j, c
+
+        if given:
+            bx = np.stack([checked_box(boxes[i], images[i].shape[1], images[i].shape[0]) for i in given])
+            final[given] = bx
+            put(given, *self.pose_in_boxes([images[i] for i in given], bx, batch_size))
+            if self.localizer is not None:
+                scores[given] = self.presence_and_pose([images[i] for i in given], np.stack(
+                    [square_box(b) for b in bx]), batch_size)[0]
+        if free:
+            ims = [images[i] for i in free]
+            if self.localizer is None:
+                bx = np.stack([square_box(whole_image_box(im.shape[1], im.shape[0])) for im in ims])
+                final[free] = bx
+                put(free, *self.pose_in_boxes(ims, bx, batch_size))
+                for i in free:
+                    source[i] = "image"
+            else:
+                score, coarse = self.presence_and_pose(ims, None, batch_size)
+                scale = float(self.localizer_meta.get("box_scale", BOX_SCALE))
+                result = recrop_until_converged(
+                    lambda idx, b: self.pose_in_boxes([ims[i] for i in idx], b, batch_size),
+                    person_box(coarse, scale), self.recrops, self.tol, scale)
+                final[free], scores[free], passes[free] = result.boxes, score, result.iterations
+                put(free, result.joints, result.confidence)
+                for i in free:
+                    source[i] = "found"
+        out = []
+        for i in range(n):
+            has_score = not np.isnan(scores[i])
+            conf = confidence[i] * scores[i] if has_score else confidence[i]
+            out.append(Prediction(stage_joints[i, -1], stage_joints[i], conf, final[i], source[i],
+                                  float(scores[i]) if has_score else None,
+                                  bool(scores[i] >= FOUND_THRESHOLD) if has_score else None, int(passes[i])))
+        return out
+
+    def predict(self, image: np.ndarray, box: np.ndarray | None = None) -> Prediction:
+        """One RGB image (H, W, 3) uint8 and an optional person box (c_x, c_y, w, h) -> its `Prediction`."""
+        check_image(image)
+        return self.predict_images([image], [box])[0]
+
+    def predict_file(self, path: str | Path, box: np.ndarray | None = None) -> Prediction:
+        """`predict` on an image file (read as RGB, so no channel-order question arises)."""
+        return self.predict(read_image(path), box)
+
+    def predict_image(self, image: np.ndarray, box: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
+        """One RGB image (H, W, 3) uint8 and an optional box (c_x, c_y, w, h) -> (K, 2) joints in pixels
+        ((n, K, 2), every stage, with `all_stages`); the person is found first when no box is given."""
+        return self.predict_image_with_confidence(image, box, all_stages)[0]
+
     def predict_image_with_confidence(self, image: np.ndarray, box: np.ndarray | None = None,
                                       all_stages: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Like `predict_image`, plus the (K,) per-joint confidence in [0, 1] (NaN: the model has none), to
         threshold on."""
-        k = self.skeleton.num_joints
-        sample = Sample(Path(""), np.zeros((k, 2), np.float32), np.zeros(k, bool), np.zeros(k, bool),
-                        None if box is None else np.asarray(box, np.float32))
+        result = self.predict(image, box)
+        return (result.stages if all_stages else result.joints), result.confidence
 
-        def tensor(size: int) -> tuple[torch.Tensor, np.ndarray]:
-            crop, _, _, _, affine = crop_sample(image, sample, self.skeleton, (size, size))
-            return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None], affine
+    def dataset_boxes(self, dataset: PoseDataset, mode: str) -> list[np.ndarray | None]:
+        """The box of every sample for an evaluation mode: "annotated" (`localize.annotated_box`), "image" (the
+        whole image) or "found" (None: the localizer finds it)."""
+        if mode not in BOX_SOURCES:
+            raise ValueError(f"box mode must be one of {', '.join(BOX_SOURCES)}, got {mode!r}")
+        if mode == "found":
+            if self.localizer is None:
+                raise ValueError("found boxes need a person localizer (a pipeline checkpoint, or --localizer)")
+            return [None] * len(dataset)
+        boxes = []
+        for s in dataset.samples:
+            w, h = image_size(s.image_path)
+            boxes.append(square_box(whole_image_box(w, h)) if mode == "image" else
+                         annotated_box(s.box, s.joints, s.labelled, dataset.name, w, h))
+        return boxes
 
-        x, affine = tensor(self.input_size)
-        u, confidence = self.all_stages_with_confidence(x, tensor(self.source_size)[0] if self.is_cascade else None)
-        u = u[0]
-        pixels = crops_to_image(u.reshape(1, -1, 2), torch.from_numpy(affine)[None], self.input_size)
-        pixels = pixels.reshape(u.shape).numpy()
-        return (pixels if all_stages else pixels[-1]), confidence[0].numpy()
+    def predict_boxes(self, dataset: PoseDataset, mode: str, batch_size: int = 32, progress: bool = False,
+                      chunk: int = 256) -> list[Prediction]:
+        """`predict_images` over a dataset's images with the boxes of `mode` (see `dataset_boxes`), reading
+        `chunk` images at a time."""
+        boxes = self.dataset_boxes(dataset, mode)
+        out: list[Prediction] = []
+        from tqdm import tqdm
+
+        for lo in tqdm(range(0, len(dataset), chunk), desc=f"predicting ({mode} boxes)", disable=not progress,
+                       unit="chunk"):
+            images = [read_image(s.image_path) for s in dataset.samples[lo:lo + chunk]]
+            out += self.predict_images(images, boxes[lo:lo + chunk], batch_size)
+        return out
 
     def predict_dataset(self, dataset: PoseDataset, batch_size: int = 32, num_workers: int = 0,
                         progress: bool = True, all_stages: bool = False, with_confidence: bool = False
                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """(N, K, 2) pixel predictions for every sample of a dataset (its boxes, else whole images);
-        (N, n, K, 2), every stage, with `all_stages`; with `with_confidence`, also the (N, K) confidences."""
+        """(N, K, 2) pixel predictions for every sample of a dataset in its own boxes (else whole images, no
+        localization: the dataset's convention); (N, n, K, 2), every stage, with `all_stages`; with
+        `with_confidence`, also the (N, K) confidences."""
         if dataset.skeleton.name != self.skeleton.name:
             raise ValueError(f"model predicts {self.skeleton.name} joints, dataset {dataset.name} has "
                              f"{dataset.skeleton.name}")
@@ -160,3 +363,22 @@ class Predictor(nn.Module):
         pred, confidence = out if with_confidence else (out, None)
         pred = pred if all_stages else pred[:, -1]
         return (pred, confidence) if with_confidence else pred
+
+
+def check_image(image: np.ndarray) -> None:
+    """Refuse what is not an RGB (H, W, 3) uint8 array, saying what is expected."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"expected an RGB image as a (H, W, 3) uint8 array, got {type(image).__name__} "
+                         f"{getattr(image, 'dtype', '')} {shape}")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header (Pillow) without decoding it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as exc:  # Pillow raises several types for bad files
+        raise DeepPoseError(path, f"corrupt or unsupported image ({type(exc).__name__})") from None

@@ -26,3 +26,11 @@ def data_root() -> Path:
 def weights_root() -> Path:
     """Pretrained weights: the `weights` folder beside the datasets folder (../shared/weights by default)."""
     return data_root().parent / "weights"
+
+
+DEFAULT_MODEL = "deeppose_mobilenet_v2_person.pt"
+
+
+def default_model() -> Path:
+    """The shipped default model (person localizer + pose cascade): models/ of the checkout."""
+    return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL

@@ -54,6 +54,18 @@ def draw_pose(image: np.ndarray, joints: np.ndarray, labelled: np.ndarray, skele
     return out
 
 
+def draw_box(image: np.ndarray, box: np.ndarray, found: bool = True) -> np.ndarray:
+    """Draw a person box (c_x, c_y, w, h) on a copy of an RGB image: green where a person was found, red where
+    nobody was."""
+    out = np.ascontiguousarray(image.copy())
+    t = max(1, round(min(out.shape[:2]) / 150))
+    lo = np.round((np.asarray(box[:2]) - np.asarray(box[2:]) / 2 + 0.5) * 16).astype(int)
+    hi = np.round((np.asarray(box[:2]) + np.asarray(box[2:]) / 2 - 0.5) * 16).astype(int)
+    cv2.rectangle(out, (int(lo[0]), int(lo[1])), (int(hi[0]), int(hi[1])), (40, 220, 40) if found else (230, 40, 40),
+                  t, cv2.LINE_AA, 4)
+    return out
+
+
 def contact_sheet(tiles: list[np.ndarray], columns: int = 6, tile_size: int = 160,
                   captions: list[str] | None = None) -> np.ndarray:
     """Lay RGB images out on a grid, each letterboxed into a tile_size square; optional captions."""

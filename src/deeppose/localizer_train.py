@@ -1,0 +1,306 @@
+"""Training the person localizer on whole photos (zoom-out and nobody views), resumable, selected on validation.
+
+The fixed validation splits: LSP's 200 (the same carve-out as every stage-1 run, `engine.build_datasets`) and
+`lspet_val_size` whole LSPET photos chosen by a permutation of the seed and excluded from training
+(`whole_image_splits`). Selection: the mean of the localizer's own whole-image PCK@0.2 on the two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from deeppose.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
+from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig
+from deeppose.data.registry import load_dataset
+from deeppose.data.sample import PoseDataset
+from deeppose.data.whole_image import WholeImageDataset, ZoomOut
+from deeppose.engine import EpochSampler, build_datasets
+from deeppose.errors import DeepPoseError
+from deeppose.evaluation import crops_to_image, write_json
+from deeppose.losses import masked_mean
+from deeppose.metrics import pck
+from deeppose.models.factory import create_model
+from deeppose.models.localizer import PersonLocalizer
+from deeppose.objectives import Objective
+from deeppose.paths import data_root
+
+
+@dataclass
+class LocalizerConfig:
+    """A localizer training run.
+
+    Attributes:
+        init: a stage-1 checkpoint (DSNT head) to start the network from ("" starts from `model`'s backbone
+            weights).
+        model: the network (a heatmap-pyramid head).
+        root: folder holding lsp/ and lspet/ ("" -> $DEEPPOSE_DATA).
+        lsp_val_size, lspet_val_size: the validation carve-outs (see module doc).
+        input_size: side of the squared whole image the localizer sees.
+        zoom: how training views are drawn.
+        heatmap: the DSNT loss's regularizer.
+        presence_weight: weight of the presence cross-entropy next to the joints' loss.
+        lr, weight_decay, batch_size, warmup_steps, min_lr_ratio: AdamW, linear warm-up, cosine decay.
+        epochs: passes over the training photos (fractional: the last one cut short).
+        max_minutes: training-time safety stop, summed over resumed calls.
+        checkpoint_minutes: `last.pt` this often inside an epoch.
+        num_workers: DataLoader processes.
+        seed: every random draw depends on (seed, epoch, index).
+    """
+
+    init: str = "models/deeppose_mobilenet_v2_lsp.pt"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8,
+                                                                   reduce=64, dropout=0.1, channels_last=True))
+    root: str = ""
+    lsp_val_size: int = 200
+    lspet_val_size: int = 500
+    input_size: int = 160
+    zoom: ZoomOut = field(default_factory=ZoomOut)
+    heatmap: HeatmapLossConfig = field(default_factory=HeatmapLossConfig)
+    presence_weight: float = 1.0
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    epochs: float = 6.0
+    max_minutes: float = 90.0
+    checkpoint_minutes: float = 5.0
+    num_workers: int = 1
+    seed: int = 0
+
+
+def localizer_config(overrides: dict[str, Any]) -> LocalizerConfig:
+    """A LocalizerConfig from defaults and a flat or nested dict of overrides (e.g. {"zoom": {...}, "lr": 3e-4})."""
+    cfg = LocalizerConfig()
+    for key, value in overrides.items():
+        if key == "zoom":
+            cfg.zoom = ZoomOut(**{**asdict(cfg.zoom), **value})
+        elif key == "model":
+            cfg.model = ModelConfig(**{**asdict(cfg.model), **value})
+        elif key == "heatmap":
+            cfg.heatmap = HeatmapLossConfig(**{**asdict(cfg.heatmap), **value})
+        elif hasattr(cfg, key):
+            setattr(cfg, key, type(getattr(cfg, key))(value))
+        else:
+            raise DeepPoseError(None, f"unknown localizer setting {key!r}")
+    return cfg
+
+
+def whole_image_splits(root: Path, seed: int = 0, lsp_val_size: int = 200, lspet_val_size: int = 500
+                       ) -> dict[str, PoseDataset]:
+    """The localizer's data: {"lsp_train", "lsp_val", "lspet_train", "lspet_val"}, whole images (no boxes).
+
+    LSP's validation images are those of every stage-1 run (`engine.build_datasets`, same seed); LSPET's are
+    `lspet_val_size` photos by a fixed permutation of (seed, 13).
+    """
+    lsp_train, lsp_val = build_datasets(DataConfig(train=["lsp:train"], root=str(root), val_size=lsp_val_size,
+                                                   joints_box=[]), seed)
+    lspet = load_dataset("lspet", root / "lspet", "all")
+    if not 0 < lspet_val_size < len(lspet):
+        raise DeepPoseError(lspet.root, f"lspet_val_size {lspet_val_size} must be in 1..{len(lspet) - 1}")
+    order = np.random.default_rng([seed, 13]).permutation(len(lspet))
+    return {"lsp_train": lsp_train, "lsp_val": lsp_val,
+            "lspet_train": lspet.subset(np.sort(order[lspet_val_size:]), "train"),
+            "lspet_val": lspet.subset(np.sort(order[:lspet_val_size]), "val")}
+
+
+def build_localizer(m: ModelConfig, num_joints: int, input_size: int) -> PersonLocalizer:
+    """An untrained localizer of architecture `m` (channels_last if configured)."""
+    regressor = create_model(m.arch, num_joints, input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
+                             None, m.freeze_bn, m.head, m.top_stride)
+    model = PersonLocalizer(regressor)
+    return model.to(memory_format=torch.channels_last) if m.channels_last else model
+
+
+def localizer_meta(cfg: LocalizerConfig, skeleton: str, num_joints: int) -> dict[str, Any]:
+    """What a localizer checkpoint carries to rebuild it (kind "localizer")."""
+    return {"kind": "localizer", "arch": cfg.model.arch, "model": {**asdict(cfg.model), "init": "",
+                                                                     "backbone_weights": ""},
+            "num_joints": num_joints, "skeleton": skeleton, "input_size": cfg.input_size,
+            "box_scale": cfg.zoom.box_scale, "calibration": {"a": 1.0, "b": 0.0}, "config": json.loads(
+                json.dumps(asdict(cfg)))}
+
+
+@torch.inference_mode()
+def localizer_outputs(model: PersonLocalizer, dataset: WholeImageDataset, batch_size: int = 32,
+                      progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the localizer over every item: ((N, K, 2) joints in image pixels, (N,) presence logits, (N,) labels)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
+    joints, logits, labels = [], [], []
+    for batch in tqdm(loader, desc="localizing", disable=not progress, unit="batch"):
+        u, logit = model(batch["image"])
+        joints.append(crops_to_image(u, batch["affine"], dataset.input_size).numpy())
+        logits.append(logit.numpy())
+        labels.append(batch["presence"].numpy())
+    return np.concatenate(joints), np.concatenate(logits), np.concatenate(labels)
+
+
+def validate_localizer(model: PersonLocalizer, splits: dict[str, PoseDataset], input_size: int) -> dict[str, float]:
+    """Whole-image PCK@0.2 of the localizer's own joints on lsp_val and lspet_val, and their mean ("score")."""
+    out = {}
+    for name in ("lsp_val", "lspet_val"):
+        ds = splits[name]
+        pred, _, _ = localizer_outputs(model, WholeImageDataset(ds, input_size))
+        out[f"{name}_pck"] = pck(pred, ds.joints(), ds.labelled(), ds.skeleton)
+    out["score"] = (out["lsp_val_pck"] + out["lspet_val_pck"]) / 2
+    return out
+
+
+def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False, progress: bool = False,
+                    stop_after_steps: int = 0) -> dict[str, Any]:
+    """Train the localizer into `out` (config.json, last.pt, best.pt, log.csv); returns the best validation row.
+
+    Resumes from `out/last.pt` with `resume` (same config required); the data order and every draw depend on
+    (seed, epoch, index), so a resumed run continues the same sequence.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads(json.dumps(asdict(cfg)))
+    saved = out / "config.json"
+    if resume and saved.is_file() and json.loads(saved.read_text(encoding="utf-8")) != config:
+        raise DeepPoseError(saved, "the run was started with another config; resume needs the same settings")
+    write_json(saved, config)
+    root = Path(cfg.root) if cfg.root else data_root()
+    splits = whole_image_splits(root, cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size)
+    train = PoseDataset("lsp+lspet", root, "train", splits["lsp_train"].skeleton,
+                        splits["lsp_train"].samples + splits["lspet_train"].samples)
+    skeleton = train.skeleton
+    model = build_localizer(cfg.model, skeleton.num_joints, cfg.input_size)
+    if cfg.init:
+        init_from_checkpoint(model.regressor, cfg.init)
+    objective = Objective(cfg.model.head, "euclidean", cfg.heatmap)
+    data = WholeImageDataset(train, cfg.input_size, cfg.zoom, cfg.seed)
+    steps_per_epoch = len(train) // cfg.batch_size
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    meta = localizer_meta(cfg, skeleton.name, skeleton.num_joints)
+    step, best, minutes = 0, -1.0, 0.0
+    if resume and (out / "last.pt").is_file():
+        ckpt = load_checkpoint(out / "last.pt")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng_torch"])
+        step, best, minutes = int(ckpt["step"]), float(ckpt["best"]), float(ckpt["minutes"])
+    started = time.monotonic() - minutes * 60
+    last_save = time.monotonic()
+
+    def save(path: Path, extra_meta: dict[str, Any] | None = None) -> None:
+        save_checkpoint(path, model, {**meta, **(extra_meta or {})}, optimizer=opt.state_dict(),
+                        scheduler=sched.state_dict(), rng_torch=torch.get_rng_state(), step=step, best=best,
+                        minutes=(time.monotonic() - started) / 60)
+
+    def end_of_epoch(epoch: int) -> None:
+        nonlocal best
+        row = {"epoch": epoch, "step": step, "minutes": round((time.monotonic() - started) / 60, 2),
+               **validate_localizer(model, splits, cfg.input_size)}
+        with open(out / "log.csv", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"validation {row}", flush=True)
+        if row["score"] > best:
+            best = row["score"]
+            save(out / "best.pt", {"validation": row})
+
+    pbar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="localizer")
+    timed_out = False
+    while step < total_steps and not timed_out:
+        epoch, start = divmod(step, steps_per_epoch)
+        data.set_epoch(epoch)
+        loader = DataLoader(data, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.num_workers,
+                            sampler=EpochSampler(len(data), cfg.seed, epoch, start * cfg.batch_size),
+                            persistent_workers=False)
+        model.train()
+        for batch in loader:
+            out_head, logit = model.output(batch["image"])
+            joint_loss = masked_mean(objective(out_head, batch["joints"]), batch["weight"])
+            presence_loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, batch["presence"])
+            loss = joint_loss + cfg.presence_weight * presence_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            pbar.update(1)
+            if step % 20 == 0 and not progress:
+                print(f"step {step}/{total_steps} joints {joint_loss.item():.4f} presence {presence_loss.item():.4f}"
+                      f" lr {sched.get_last_lr()[0]:.2e} {(time.monotonic() - started) / 60:.1f} min", flush=True)
+            if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+                save(out / "last.pt")
+                last_save = time.monotonic()
+            if (time.monotonic() - started) / 60 > cfg.max_minutes or step >= total_steps or (
+                    stop_after_steps and step >= stop_after_steps):
+                timed_out = step < total_steps
+                break
+            if step % steps_per_epoch == 0:
+                break
+        if stop_after_steps and step >= stop_after_steps and step < total_steps:
+            save(out / "last.pt")
+            return {"stopped_at_step": step}
+        end_of_epoch(epoch)
+        save(out / "last.pt")
+    pbar.close()
+    ckpt = load_checkpoint(out / "best.pt")
+    return ckpt["meta"]["validation"]
+
+
+def nobody_views(dataset: PoseDataset, input_size: int, zoom: ZoomOut, seed: int) -> WholeImageDataset:
+    """Views with nobody in them (regions clear of the person, synthetic backgrounds) of every photo of
+    `dataset`, drawn with `seed`: the negatives of calibration and of the no-person benchmark."""
+    return WholeImageDataset(dataset, input_size, ZoomOut(**{**asdict(zoom), "negative_prob": 1.0}), seed)
+
+
+def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Path | None = None,
+                        progress: bool = False) -> dict[str, Any]:
+    """Fit the presence logit's Platt scaling on the validation photos (positives: LSP val and LSPET val whole
+    images; negatives: one nobody view of each) and write the localizer with it to `out`.
+
+    Returns:
+        the calibration {"a", "b", "n_positive", "n_negative", "val_error_positive", "val_error_negative"}.
+    """
+    from deeppose.checkpoint import model_from_checkpoint
+    from deeppose.localize import FOUND_THRESHOLD, calibrate_presence, presence_probability
+
+    model, meta = model_from_checkpoint(checkpoint)
+    if meta.get("kind") != "localizer":
+        raise DeepPoseError(checkpoint, "not a person localizer checkpoint")
+    cfg = meta["config"]
+    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
+                                cfg["lspet_val_size"])
+    zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"])})
+    logits, labels = [], []
+    for name in ("lsp_val", "lspet_val"):
+        for data in (WholeImageDataset(splits[name], meta["input_size"]),
+                     nobody_views(splits[name], meta["input_size"], zoom, cfg["seed"] + 1000)):
+            _, logit, label = localizer_outputs(model, data, progress=progress)
+            logits.append(logit)
+            labels.append(label)
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    cal = calibrate_presence(logits, labels)
+    found = presence_probability(logits, cal["a"], cal["b"]) >= FOUND_THRESHOLD
+    cal["val_error_positive"] = float((~found[labels == 1]).mean())
+    cal["val_error_negative"] = float(found[labels == 0].mean())
+    ckpt = load_checkpoint(checkpoint)
+    save_checkpoint(out, model, {**ckpt["meta"], "calibration": cal})
+    return cal

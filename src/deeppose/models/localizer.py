@@ -1,0 +1,56 @@
+"""The person localizer: a whole photo -> a coarse pose (the person's box follows from it) and a presence logit.
+
+It is a stage-1 regressor (DSNT head) trained on whole photos with zoom-out views, plus one linear read-out
+of its deepest features (average- and max-pooled) that says whether anybody is in view. The pose network
+proper then works on the box it finds (`deeppose.localize`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deeppose.models.output import HeadOutput
+from deeppose.models.regression import BackboneRegressor
+
+
+class PersonLocalizer(nn.Module):
+    """(B, 3, S, S) uint8 whole images (squared) -> coarse joints, their confidence and a presence logit.
+
+    Args:
+        regressor: a `BackboneRegressor` with a heatmap-pyramid head ("dsnt" or "soft_argmax").
+    """
+
+    def __init__(self, regressor: BackboneRegressor) -> None:
+        super().__init__()
+        if regressor.head_kind not in ("dsnt", "soft_argmax"):
+            raise ValueError(f"the localizer needs a dsnt or soft_argmax head, got {regressor.head_kind!r}")
+        self.regressor = regressor
+        self.input_size = regressor.input_size
+        channels = regressor.backbone.feature_channels(regressor.strides[-1])
+        self.presence = nn.Linear(2 * channels, 1)
+        nn.init.zeros_(self.presence.bias)
+        nn.init.normal_(self.presence.weight, std=1e-3)
+
+    def output(self, images: torch.Tensor) -> tuple[HeadOutput, torch.Tensor]:
+        """(B, 3, S, S) uint8 -> (the head's output: joints (B, K, 2) box-normalized, ...; (B,) presence logits)."""
+        r = self.regressor
+        features = r.backbone.forward_pyramid(r._inputs(images), r.strides)
+        top = features[-1]
+        pooled = torch.cat([top.mean(dim=(-2, -1)), top.amax(dim=(-2, -1))], dim=1)
+        return r.head.output(features), self.presence(pooled.float())[:, 0]
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) uint8 -> ((B, K, 2) box-normalized joints, (B,) presence logits)."""
+        out, logit = self.output(images)
+        return out.joints, logit
+
+
+class PosePipeline(nn.Module):
+    """The shipped default: a `PersonLocalizer` in front of a pose model (stage 1 or a cascade), held together so
+    that one checkpoint carries both (`checkpoint.bundle_checkpoint`); `inference.Predictor` runs them."""
+
+    def __init__(self, localizer: PersonLocalizer, pose: nn.Module) -> None:
+        super().__init__()
+        self.localizer = localizer
+        self.pose = pose

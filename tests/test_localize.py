@@ -1,0 +1,272 @@
+"""Person localization: the box rule and the re-crop cascade, whole-photo training views, presence calibration,
+pipeline checkpoints, and the shipped model on real and synthetic scenes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deeppose.checkpoint import bundle_checkpoint, save_checkpoint
+from deeppose.cli import main
+from deeppose.config import ModelConfig
+from deeppose.data.io import read_image
+from deeppose.data.registry import load_dataset
+from deeppose.data.sample import PoseDataset
+from deeppose.data.whole_image import WholeImageDataset, ZoomOut, clear_region, synthetic_background, zoom_out_box
+from deeppose.errors import DeepPoseError
+from deeppose.geometry import joints_box
+from deeppose.inference import Predictor
+from deeppose.localize import (
+    box_change,
+    calibrate_presence,
+    checked_box,
+    iou,
+    person_box,
+    presence_probability,
+    recrop_until_converged,
+)
+from deeppose.localizer_train import LocalizerConfig, build_localizer, localizer_meta
+from deeppose.paths import default_model
+
+
+def test_person_box_is_the_joints_extent_times_the_scale():
+    joints = np.array([[10.0, 20.0], [30.0, 80.0], [20.0, 50.0]])
+    np.testing.assert_allclose(person_box(joints, 1.5), [20.0, 50.0, 90.0, 90.0])
+    with pytest.raises(ValueError, match="NaN"):
+        person_box(np.array([[np.nan, 1.0], [2.0, 3.0]]))
+
+
+def test_recrop_leaves_a_fixed_point_unchanged():
+    box = np.array([[50.0, 60.0, 40.0, 40.0]])
+    # joints whose box (scale 1.33) is exactly `box`: extent 40 / 1.33 around the centre
+    half = 40.0 / 1.33 / 2
+    joints = np.array([[[50 - half, 60 - half], [50 + half, 60 + half]]])
+    calls = []
+
+    def pose(idx, boxes):
+        calls.append(boxes.copy())
+        return joints[idx][:, None], np.ones((len(idx), 2))
+
+    r = recrop_until_converged(pose, box, recrops=3, tol=1e-9)
+    np.testing.assert_allclose(r.boxes, box)
+    assert r.iterations.tolist() == [1] and len(calls) == 1
+
+
+def test_recrop_converges_and_stops_early():
+    target = np.array([100.0, 100.0])
+
+    def pose(idx, boxes):
+        # a network that moves halfway to the truth from wherever its box is
+        centre = (boxes[:, :2] + target) / 2
+        offsets = np.array([[-15.0, -15.0], [15.0, 15.0]])
+        return (centre[:, None, :] + offsets)[:, None], np.ones((len(idx), 2))
+
+    r = recrop_until_converged(pose, np.array([[40.0, 40.0, 40.0, 40.0], [100.0, 100.0, 39.9, 39.9]]), recrops=10,
+                               tol=0.01)
+    assert np.abs(r.boxes[0, :2] - target).max() < 1.0  # moved to the person
+    assert r.iterations[1] < r.iterations[0] <= 11  # the one already there stopped first
+    assert box_change(r.boxes[0], person_box(r.joints[0, -1])) <= 0.01 or r.iterations[0] == 11
+
+
+def test_a_box_outside_the_image_is_refused():
+    with pytest.raises(DeepPoseError, match="outside the 100 x 50 image"):
+        checked_box(np.array([300.0, 20.0, 40.0, 40.0]), 100, 50)
+    with pytest.raises(DeepPoseError, match="positive width"):
+        checked_box(np.array([10.0, 20.0, 0.0, 40.0]), 100, 50)
+    box = np.array([95.0, 20.0, 40.0, 40.0])  # partly outside: kept, the crop pads the rest
+    np.testing.assert_array_equal(checked_box(box, 100, 50), box)
+
+
+def test_iou():
+    a = np.array([0.0, 0.0, 2.0, 2.0])
+    assert iou(a, a) == pytest.approx(1.0)
+    assert iou(a, np.array([1.0, 0.0, 2.0, 2.0])) == pytest.approx(1 / 3)
+    assert iou(a, np.array([5.0, 5.0, 1.0, 1.0])) == 0.0
+
+
+def test_platt_calibration_recovers_a_known_scaling():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, 4000)
+    labels = (rng.random(4000) < presence_probability(logits, 2.0, -1.0)).astype(float)
+    cal = calibrate_presence(logits, labels)
+    # balanced weighting shifts b by the log prior ratio; a is recovered
+    assert cal["a"] == pytest.approx(2.0, rel=0.15)
+    prior = np.log(labels.mean() / (1 - labels.mean()))
+    assert cal["b"] == pytest.approx(-1.0 - prior, abs=0.2)
+    with pytest.raises(ValueError, match="both"):
+        calibrate_presence(logits, np.ones_like(logits))
+
+
+def test_zoom_out_box_holds_the_person_at_the_drawn_fraction():
+    rng = np.random.default_rng(1)
+    person = np.array([200.0, 150.0, 60.0, 60.0])
+    zoom = ZoomOut(person_fraction=(0.15, 1.0))
+    for _ in range(200):
+        box = zoom_out_box(rng, person, zoom)
+        assert 0.15 - 1e-9 <= person[2] / box[2] <= 1.0 + 1e-9
+        assert np.all(np.abs(person[:2] - box[:2]) <= (box[2] - person[2]) / 2 + 1e-9)  # person inside
+    limit = np.array([200.0, 200.0, 300.0, 300.0])
+    for _ in range(200):
+        box = zoom_out_box(rng, person, zoom, limit)
+        assert box[2] <= 300.0 + 1e-9
+        assert np.all(np.abs(box[:2] - limit[:2]) <= (limit[2] - box[2]) / 2 + 1e-9)
+
+
+def test_clear_region_misses_the_person():
+    rng = np.random.default_rng(2)
+    person = np.array([100.0, 100.0, 50.0, 50.0])
+    zoom = ZoomOut(clearance=1.3, min_region=0.2)
+    found = 0
+    for _ in range(50):
+        box = clear_region(rng, 400, 300, person, zoom)
+        if box is not None:
+            found += 1
+            grown = np.array([*person[:2], *(person[2:] * 1.3)])
+            assert iou(box, grown) == 0.0
+            assert box[0] - box[2] / 2 >= -0.5 - 1e-9 and box[0] + box[2] / 2 <= 399.5 + 1e-9
+    assert found > 25
+    assert clear_region(rng, 60, 60, np.array([30.0, 30.0, 58.0, 58.0]), zoom) is None  # no room
+
+
+def test_synthetic_backgrounds_are_varied_images():
+    rng = np.random.default_rng(3)
+    images = [synthetic_background(rng, 64) for _ in range(20)]
+    assert all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in images)
+    assert len({round(float(im.std()), 1) for im in images}) > 5
+
+
+def test_whole_image_views(tmp_path):
+    rng = np.random.default_rng(4)
+    import cv2
+
+    from deeppose.data.sample import Sample
+    from deeppose.skeleton import get_skeleton
+
+    samples = []
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (120, 200, 3), dtype=np.uint8))
+        joints = rng.uniform([60, 40], [100, 80], (14, 2)).astype(np.float32)
+        samples.append(Sample(tmp_path / f"{i}.png", joints, np.ones(14, bool), np.ones(14, bool), None, str(i)))
+    ds = PoseDataset("lspet", tmp_path, "all", get_skeleton("lsp14"), samples)
+    whole = WholeImageDataset(ds, 64)[0]
+    assert whole["presence"] == 1.0 and whole["weight"].all()  # the whole image holds every joint
+    views = WholeImageDataset(ds, 64, ZoomOut(negative_prob=0.5), seed=1)
+    items = [views[i] for i in range(6) for _ in range(1)] + [views[i] for i in range(6)]
+    negatives = [it for it in items if it["presence"] == 0]
+    positives = [it for it in items if it["presence"] == 1]
+    assert negatives and positives
+    assert all(not it["weight"].any() for it in negatives)
+    assert all((it["joints"][it["weight"]].abs() <= 0.5).all() for it in positives)
+    views.set_epoch(1)
+    assert not torch.equal(views[0]["image"], WholeImageDataset(ds, 64, ZoomOut(negative_prob=0.5), seed=1)[0]["image"])
+
+
+def _tiny_localizer(path: Path) -> Path:
+    cfg = LocalizerConfig(init="", input_size=64, model=ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8,
+                                                                    reduce=16, width=0.35))
+    model = build_localizer(cfg.model, 14, 64)
+    return save_checkpoint(path, model, localizer_meta(cfg, "lsp14", 14))
+
+
+def _tiny_pose(path: Path) -> Path:
+    from deeppose.models.factory import create_model
+
+    model = create_model("mobilenet_v2", 14, 64, width=0.35, stride=8, reduce=16, head="dsnt")
+    m = {"arch": "mobilenet_v2", "width": 0.35, "stride": 8, "reduce": 16, "head": "dsnt"}
+    return save_checkpoint(path, model, {"arch": "mobilenet_v2", "model": m, "num_joints": 14, "skeleton": "lsp14",
+                                         "input_size": 64})
+
+
+def test_pipeline_checkpoint_round_trip(tmp_path):
+    loc, pose = _tiny_localizer(tmp_path / "loc.pt"), _tiny_pose(tmp_path / "pose.pt")
+    bundle = bundle_checkpoint(pose, loc, tmp_path / "pipe.pt")
+    p = Predictor.from_checkpoint(bundle)
+    assert p.localizer is not None and p.recrops == 2
+    image = np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8)
+    r = p.predict(image)
+    assert r.box_source == "found" and 0 <= r.person_score <= 1 and r.person_found == (r.person_score >= 0.5)
+    assert r.joints.shape == (14, 2) and 1 <= r.passes <= 3
+    given = p.predict(image, np.array([60.0, 40.0, 50.0, 50.0]))
+    assert given.box_source == "given" and given.passes == 1
+    np.testing.assert_allclose(given.box, [60.0, 40.0, 50.0, 50.0])
+    plain = Predictor.from_checkpoint(bundle, localize=False).predict(image)
+    assert plain.box_source == "image" and plain.person_score is None
+    with pytest.raises(DeepPoseError, match="expected a person localizer"):
+        bundle_checkpoint(pose, pose, tmp_path / "bad.pt")
+    with pytest.raises(DeepPoseError, match="localizer alone"):
+        Predictor.from_checkpoint(loc)
+    with pytest.raises(ValueError, match="RGB image"):
+        p.predict(image[..., 0])
+
+
+def test_cli_predict_writes_person_fields_and_refuses_an_outside_box(tmp_path, capsys):
+    import cv2
+
+    loc, pose = _tiny_localizer(tmp_path / "loc.pt"), _tiny_pose(tmp_path / "pose.pt")
+    bundle = bundle_checkpoint(pose, loc, tmp_path / "pipe.pt")
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((50, 70, 3), 128, np.uint8))
+    assert main(["predict", "--checkpoint", str(bundle), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 0
+    out = json.loads((tmp_path / "o" / "a.json").read_text())
+    assert set(out) >= {"person_score", "person_found", "box", "box_source"} and out["box_source"] == "found"
+    line = capsys.readouterr().out.splitlines()[0]
+    assert ("nobody found" in line) != out["person_found"] and "person_score" in line
+    proc = subprocess.run([sys.executable, "-m", "deeppose", "predict", "--checkpoint", str(bundle),
+                           str(tmp_path / "a.png"), "--out", str(tmp_path / "o2"), "--box", "500,500,10,10"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "outside the 70 x 50 image" in proc.stderr
+    assert not (tmp_path / "o2").exists()
+
+
+def _shipped() -> Path:
+    path = default_model()
+    if not path.is_file():
+        pytest.fail(f"the shipped model {path} is missing")
+    return path
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_shipped_model_finds_a_small_person_in_a_synthetic_scene(lsp_root):
+    """An LSP test person pasted at a quarter of a 640 x 480 textured scene, off centre: the box found must
+    overlap where the person is (IoU >= 0.5 with the annotated joints' box) and the joints must land on them."""
+    import cv2
+
+    predictor = Predictor.from_checkpoint(_shipped())
+    test = load_dataset("lsp", lsp_root, "test")
+    rng = np.random.default_rng(5)
+    hits = 0
+    for k, i in enumerate((3, 10, 42, 77)):
+        s = test[i]
+        person = read_image(s.image_path)
+        scene = cv2.resize(synthetic_background(rng, 160), (640, 480))
+        scale = 160 / max(person.shape[:2])
+        small = cv2.resize(person, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        x0, y0 = (60 + 150 * k, 280 - 60 * k)
+        scene[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+        joints = s.joints * scale + np.array([x0, y0])
+        truth = joints_box(joints, s.labelled, 1.33)
+        r = predictor.predict(scene)
+        hits += iou(r.box, truth) >= 0.5
+        assert r.person_found
+    assert hits >= 3
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_person_found_on_lsp_and_not_on_noise(lsp_root):
+    predictor = Predictor.from_checkpoint(_shipped())
+    test = load_dataset("lsp", lsp_root, "test")
+    people = [read_image(test[i].image_path) for i in range(0, 1000, 50)]
+    rng = np.random.default_rng(6)
+    nobody = [rng.integers(0, 256, (200, 300, 3), dtype=np.uint8) for _ in range(10)]
+    nobody += [np.full((240, 160, 3), c, np.uint8) for c in (0, 90, 255)]
+    found_people = [r.person_found for r in predictor.predict_images(people)]
+    found_nobody = [r.person_found for r in predictor.predict_images(nobody)]
+    assert np.mean(found_people) >= 0.9
+    assert not any(found_nobody)
