@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= reports/demo
 
-.PHONY: demo test venv dev clean
+.PHONY: demo demo-train test venv dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+# the shipped model on real photos (needs ../shared/data): a line per image and a contact sheet
 demo: $(VENV)/.installed
 	$(BIN)/deeppose demo --out $(DEMO_OUT)
+
+# the training demo: synthetic people, the small regressor trained for 30 epochs (a few minutes)
+demo-train: $(VENV)/.installed
+	$(BIN)/deeppose demo --train --out $(DEMO_OUT)-train
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

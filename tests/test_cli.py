@@ -74,7 +74,9 @@ def test_predict_writes_json_and_png(tiny_checkpoint, synthetic_root, tmp_path):
                  "--box", "0,0,96,96"]) == 0
     pred = json.loads((tmp_path / "test_00000.json").read_text())
     assert [j["name"] for j in pred["joints"]][:2] == ["r_ankle", "r_knee"] and len(pred["joints"]) == 14
-    assert pred["box"] == [47.5, 47.5, 96.0, 96.0] and (tmp_path / "test_00000.png").is_file()
+    # the JSON's box is in --box's convention (top-left x, y, w, h), so it can be passed back unchanged
+    assert pred["box"] == [0.0, 0.0, 96.0, 96.0] and pred["box_source"] == "given"
+    assert pred["person_score"] is None and (tmp_path / "test_00000.png").is_file()
 
 
 def test_eval_refuses_a_tampered_checkpoint(tiny_checkpoint, synthetic_root, tmp_path, capsys):

@@ -10,7 +10,7 @@ from deeppose.cli import main
 def test_demo_trains_beats_the_mean_pose_and_writes_the_report(tmp_path):
     """A fixed-seed run of 14 epochs (under a minute) must clearly beat predicting the mean training pose."""
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--epochs", "14", "--seed", "0"]) == 0
+    assert main(["demo", "--train", "--out", str(out), "--epochs", "14", "--seed", "0"]) == 0
     for name in ("metrics.json", "pdj.png", "sheet.png", "run/train_log.csv", "run/best.pt", "baseline/metrics.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -24,5 +24,18 @@ def test_demo_trains_beats_the_mean_pose_and_writes_the_report(tmp_path):
 
 
 def test_demo_rejects_a_non_positive_budget(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--epochs", "0"]) == 2
+    assert main(["demo", "--train", "--out", str(tmp_path), "--epochs", "0"]) == 2
     assert "--epochs must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_photo_demo_finds_the_people_and_nobody(shared_data, tmp_path, capsys):
+    """The shipped model on the demo's photos: a person in every photo of people, nobody in the two without."""
+    out = tmp_path / "photos"
+    assert main(["demo", "--out", str(out)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "found" in ln]
+    assert len(lines) == 13 and (out / "sheet.png").is_file() and (out / "12.json").is_file()
+    people, nobody = lines[:11], lines[11:]
+    assert sum("person found" in ln for ln in people) >= 10
+    assert all("nobody found" in ln for ln in nobody)

@@ -270,3 +270,19 @@ def test_person_found_on_lsp_and_not_on_noise(lsp_root):
     found_nobody = [r.person_found for r in predictor.predict_images(nobody)]
     assert np.mean(found_people) >= 0.9
     assert not any(found_nobody)
+
+
+def test_eval_scores_found_and_annotated_boxes(synthetic_root, tmp_path, capsys):
+    loc, pose = _tiny_localizer(tmp_path / "loc.pt"), _tiny_pose(tmp_path / "pose.pt")
+    bundle = bundle_checkpoint(pose, loc, tmp_path / "pipe.pt")
+    out = tmp_path / "report"
+    assert main(["eval", "--checkpoint", str(bundle), "--dataset", "synthetic", "--root", str(synthetic_root),
+                 "--split", "test", "--out", str(out)]) == 0
+    boxes = json.loads((out / "boxes.json").read_text())
+    assert list(boxes) == ["found", "annotated"] and boxes["annotated"]["person_in_box"] == 1.0
+    found = json.loads((out / "metrics.json").read_text())
+    annotated = json.loads((out / "annotated" / "metrics.json").read_text())
+    assert found["boxes"]["source"] == "found" and annotated["boxes"]["source"] == "annotated"
+    assert main(["eval", "--checkpoint", str(pose), "--dataset", "synthetic", "--root", str(synthetic_root),
+                 "--split", "test", "--out", str(tmp_path / "r2"), "--boxes", "found"]) == 2
+    assert "needs a person localizer" in capsys.readouterr().err

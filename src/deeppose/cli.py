@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeppose.errors import DeepPoseError
-from deeppose.localize import RECROPS
+from deeppose.localize import corner_box
 from deeppose.paths import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -62,11 +62,18 @@ def _cmd_ship(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from deeppose.demo import run_demo
+    from deeppose.demo import run_demo, run_photo_demo
+    from deeppose.paths import data_root, default_model
 
-    if args.epochs <= 0:
-        raise DeepPoseError(None, f"--epochs must be positive, got {args.epochs}")
-    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=sys.stderr.isatty())
+    if args.train:
+        if args.epochs <= 0:
+            raise DeepPoseError(None, f"--epochs must be positive, got {args.epochs}")
+        run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=sys.stderr.isatty())
+        return 0
+    try:
+        run_photo_demo(args.out, args.checkpoint or default_model(), data_root(), seed=args.seed)
+    except ValueError as exc:
+        raise DeepPoseError(None, str(exc)) from None
     return 0
 
 
@@ -193,11 +200,6 @@ def _parse_box(text: str) -> np.ndarray:
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h])
 
 
-def _box_corner(box: np.ndarray) -> list[float]:
-    """(c_x, c_y, w, h) with pixel centres at integers -> the command line's [x, y, w, h] from the top-left."""
-    return [float(box[0] - box[2] / 2 + 0.5), float(box[1] - box[3] / 2 + 0.5), float(box[2]), float(box[3])]
-
-
 def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported lazily)
     from deeppose.inference import Predictor
     from deeppose.paths import default_model
@@ -231,14 +233,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         shown = ~(result.confidence < args.min_confidence)  # NaN (no confidence) is shown
         write_json(out / f"{path.stem}.json", {
             "image": str(path), "width": image.shape[1], "height": image.shape[0],
-            "box": _box_corner(result.box), "box_source": result.box_source,
+            "box": corner_box(result.box), "box_source": result.box_source,
             "person_score": result.person_score, "person_found": result.person_found,
             "skeleton": predictor.skeleton.name, "stages": predictor.stages, "passes": result.passes,
             "joints": [{"name": n, "x": float(x), "y": float(y), "confidence": None if np.isnan(c) else float(c)}
                        for n, (x, y), c in zip(predictor.skeleton.joints, result.joints, result.confidence)]})
         picture = draw_pose(image, result.joints, shown, predictor.skeleton)
         save_image(out / f"{path.stem}.png", draw_box(picture, result.box, result.person_found is not False))
-        x, y, w, h = _box_corner(result.box)
+        x, y, w, h = corner_box(result.box)
         where = f"box {x:.0f},{y:.0f},{w:.0f},{h:.0f} ({result.box_source})"
         if result.person_found is None:
             print(f"{path}: {where}; no person score (this model has no localizer)")
@@ -258,6 +260,16 @@ def _cmd_localizer_train(args: argparse.Namespace) -> int:
     row = train_localizer(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty(),
                           stop_after_steps=args.stop_after_steps)
     print(json.dumps(row))
+    return 0
+
+
+def _cmd_localizer_tune(args: argparse.Namespace) -> int:
+    from deeppose.localizer_train import tune_box_rule
+
+    result = tune_box_rule(args.checkpoint, args.pose, args.out, root=args.root, progress=sys.stderr.isatty())
+    best = result["best"]
+    print(f"box rule: scale {best['box_scale']:g}, {best['recrops']} re-crops (validation PCK@0.2: LSP "
+          f"{best['lsp_val_pck']:.3f}, LSPET {best['lspet_val_pck']:.3f}); wrote {args.out}")
     return 0
 
 
@@ -288,11 +300,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that choose and set up the model, shared by predict and eval."""
     parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped models/" + DEFAULT_MODEL + ")")
-    parser.add_argument("--localizer", help="a person localizer checkpoint to use with a plain pose checkpoint")
+    parser.add_argument("--localizer", help="a person localizer to put in front of a plain pose checkpoint: a "
+                                            "localizer checkpoint, or a pipeline (e.g. the shipped model) whose "
+                                            "localizer is taken")
     parser.add_argument("--no-localize", action="store_true",
                         help="do not look for the person: the whole image is the box (LSP's convention)")
-    parser.add_argument("--recrops", type=int, default=RECROPS,
-                        help=f"re-crops on the model's own prediction after localization (default {RECROPS})")
+    parser.add_argument("--recrops", type=int, help="re-crops on the model's own prediction after localization "
+                                                     "(default: the model's setting, else 2)")
     parser.add_argument("--flip", action="store_true", help="flip test: average with the mirrored prediction")
     parser.add_argument("--stages", type=int, help="cascade: run stages 1..N (default all)")
 
@@ -373,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("--out", required=True, help="the calibrated localizer checkpoint to write")
     lc.add_argument("--root", help="folder holding lsp/ and lspet/ (default: $DEEPPOSE_DATA)")
     lc.set_defaults(func=_cmd_localizer_calibrate)
+    lu = loc_sub.add_parser("tune", help="choose the box rule's scale and the re-crops on the validation photos")
+    lu.add_argument("--checkpoint", required=True, help="a localizer checkpoint")
+    lu.add_argument("--pose", required=True, help="the pose model (stage 1 or cascade) it will run in front of")
+    lu.add_argument("--out", required=True, help="the localizer checkpoint to write, with the chosen rule")
+    lu.add_argument("--root", help="folder holding lsp/ and lspet/ (default: $DEEPPOSE_DATA)")
+    lu.set_defaults(func=_cmd_localizer_tune)
 
     cmp = sub.add_parser("compare", help="train, score and time every head of a comparison spec on LSP (resumable)")
     cmp.add_argument("--spec", default="configs/compare/heads_mobilenet_v2.yaml")
@@ -392,9 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--localizer", help="a person localizer checkpoint to put in front of the model (one file)")
     ship.set_defaults(func=_cmd_ship)
 
-    demo = sub.add_parser("demo", help="synthetic data -> train the small regressor -> evaluate -> report folder")
+    demo = sub.add_parser("demo", help="the shipped model on real photos of different kinds (contact sheet); "
+                                       "--train: train the small regressor on synthetic people")
     demo.add_argument("--out", default="reports/demo", help="report folder (default reports/demo)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default 30, about 2 minutes)")
+    demo.add_argument("--checkpoint", help="model for the photo demo (default: the shipped model)")
+    demo.add_argument("--train", action="store_true",
+                      help="instead: synthetic people -> train the small regressor -> evaluate -> report folder")
+    demo.add_argument("--epochs", type=int, default=30, help="--train: training epochs (default 30, about 2 min)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
     return parser

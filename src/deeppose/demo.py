@@ -1,9 +1,16 @@
-"""`deeppose demo`: the embedded default job, end to end on synthetic people, on the CPU in a few minutes.
+"""`deeppose demo`: the shipped model on real photos of different kinds (`run_photo_demo`, the default), or the
+training demo on synthetic people (`run_demo`, `deeppose demo --train`).
 
-Generates a synthetic dataset, trains the small stage-1 regressor with the real training engine (DeepPose
-Eq. 4 with L1, AdamW, augmentation, validation-based selection), evaluates the best checkpoint on the test
-split and writes a report folder: metrics.json, pdj.png, sheet.png, the run (run/: checkpoints, logs) and
-a mean-pose baseline (baseline/).
+The photo demo runs the default model (person localizer + pose cascade) on LSP test images (crops around one
+person), whole LSPET photos from the localizer's validation split (never trained on by it), the MPII scenes
+(people small in wide frames) and pictures with nobody in them (a region of a photo clear of its person, and a
+synthetic background); it prints a line per image and writes a contact sheet with the boxes found and the
+skeletons, and one JSON per image.
+
+The training demo generates a synthetic dataset, trains the small stage-1 regressor with the real training
+engine (DeepPose Eq. 4 with L1, AdamW, augmentation, validation-based selection), evaluates the best
+checkpoint on the test split and writes a report folder: metrics.json, pdj.png, sheet.png, the run (run/:
+checkpoints, logs) and a mean-pose baseline (baseline/).
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ import numpy as np
 import torch
 
 from deeppose.config import load_config
+from deeppose.data.io import read_image
+from deeppose.data.registry import load_dataset
 from deeppose.data.synthetic import load_synthetic, write_synthetic
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.engine import fit
-from deeppose.evaluation import format_pcp_table, predict_dataset, write_report
-from deeppose.inference import Predictor
+from deeppose.evaluation import format_pcp_table, predict_dataset, write_json, write_report
+from deeppose.inference import Prediction, Predictor
+from deeppose.localize import corner_box
+from deeppose.visualize import contact_sheet, draw_box, draw_pose, save_image
 
 DEMO_OVERRIDES = ["data.train=[synthetic:train]", "data.val_size=200", "data.num_workers=0",
                   "data.augment.rotation_deg=20", "data.augment.scale=[0.85,1.2]", "model.arch=small",
@@ -68,3 +79,62 @@ def run_demo(out: str | Path, epochs: int = 30, seed: int = 0, input_size: int =
     print(f"PCK@0.2: mean pose {baseline['pck']['0.2']:.3f}  demo model {metrics['pck']['0.2']:.3f}   "
           f"report: {out}")
     return metrics
+
+
+def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """The photo demo's pictures: (caption, RGB image) for 3 LSP test images, 3 whole LSPET photos of the
+    localizer's validation split, the 5 MPII scenes, and 2 pictures with nobody in them."""
+    from deeppose.data.whole_image import ZoomOut, clear_region, synthetic_background
+    from deeppose.geometry import joints_box
+    from deeppose.localizer_train import whole_image_splits
+
+    photos = []
+    lsp = load_dataset("lsp", root / "lsp", "test")
+    photos += [(f"lsp {lsp[i].image_id}", read_image(lsp[i].image_path)) for i in (7, 250, 611)]
+    lspet_val = whole_image_splits(root, seed)["lspet_val"]
+    photos += [(f"lspet {lspet_val[i].image_id}", read_image(lspet_val[i].image_path)) for i in (5, 120, 333)]
+    mpii = load_dataset("mpii", root / "mpii", "all")
+    photos += [(f"mpii {s.image_id}", read_image(s.image_path)) for s in mpii.samples]
+    rng = np.random.default_rng(seed)
+    for s in lspet_val.samples[400:]:
+        image = read_image(s.image_path)
+        box = clear_region(rng, image.shape[1], image.shape[0], joints_box(s.joints, s.labelled), ZoomOut(
+            min_region=0.4))
+        if box is not None:
+            x0, y0, side = int(box[0] - box[2] / 2 + 0.5), int(box[1] - box[3] / 2 + 0.5), int(box[2])
+            photos.append((f"nobody: part of lspet {s.image_id}", image[max(y0, 0):y0 + side, max(x0, 0):x0 + side]))
+            break
+    photos.append(("nobody: synthetic", synthetic_background(rng, 240)))
+    return photos
+
+
+def describe(caption: str, result: Prediction) -> str:
+    """One line for one picture of the demo."""
+    x, y, w, h = corner_box(result.box)
+    if result.person_found:
+        return (f"{caption:<34} person found  (person_score {result.person_score:.2f}), box {x:.0f},{y:.0f},"
+                f"{w:.0f},{h:.0f}, {result.passes} pose passes")
+    return f"{caption:<34} nobody found  (person_score {result.person_score:.2f})"
+
+
+def run_photo_demo(out: str | Path, checkpoint: str | Path, root: str | Path, seed: int = 0) -> list[Prediction]:
+    """The shipped model on `demo_photos`: a line per picture, out/sheet.png (boxes and skeletons, green where a
+    person was found, red where nobody was) and out/<n>.json per picture."""
+    out = Path(out)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    if predictor.localizer is None:
+        raise ValueError(f"{checkpoint}: the photo demo needs a model with a person localizer")
+    photos = demo_photos(Path(root), seed)
+    results = predictor.predict_images([im for _, im in photos])
+    tiles, captions = [], []
+    for k, ((caption, image), r) in enumerate(zip(photos, results)):
+        print(describe(caption, r))
+        shown = np.full(predictor.skeleton.num_joints, bool(r.person_found))
+        tiles.append(draw_box(draw_pose(image, r.joints, shown, predictor.skeleton), r.box, bool(r.person_found)))
+        captions.append(f"{caption} ({r.person_score:.2f})")
+        write_json(out / f"{k:02d}.json", {"caption": caption, "box": corner_box(r.box), "box_source": r.box_source,
+                                           "person_score": r.person_score, "person_found": r.person_found,
+                                           "joints": r.joints.tolist(), "confidence": r.confidence.tolist()})
+    save_image(out / "sheet.png", contact_sheet(tiles, columns=5, tile_size=240, captions=captions))
+    print(f"contact sheet: {out / 'sheet.png'}")
+    return results

@@ -103,13 +103,14 @@ class Predictor(nn.Module):
         stages: for a cascade, run stages 1..stages (default all).
         localizer: a `PersonLocalizer` that finds the person when no box is given (None: the whole image).
         localizer_meta: its checkpoint meta (input size, box scale, presence calibration).
-        recrops: re-crops on the pose network's own prediction after localization (0: none).
+        recrops: re-crops on the pose network's own prediction after localization (0: none; None: the
+            localizer's setting, `localizer_meta["recrops"]`, else `localize.RECROPS`).
         tol: a re-crop stops once the box moves by less than this fraction of its side.
     """
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], flip: bool = False, stages: int | None = None,
                  localizer: PersonLocalizer | None = None, localizer_meta: dict[str, Any] | None = None,
-                 recrops: int = RECROPS, tol: float = TOLERANCE) -> None:
+                 recrops: int | None = None, tol: float = TOLERANCE) -> None:
         super().__init__()
         self.model = model.eval()
         self.meta = meta
@@ -122,10 +123,11 @@ class Predictor(nn.Module):
         if stages is not None and not 1 <= stages <= self.num_stages:
             raise ValueError(f"stages must be in 1..{self.num_stages} for this model, got {stages}")
         self.stages = stages or self.num_stages
+        self.localizer_meta = localizer_meta or {}
+        recrops = int(self.localizer_meta.get("recrops", RECROPS)) if recrops is None else recrops
         if recrops < 0 or tol < 0:
             raise ValueError(f"recrops and tol must be non-negative, got {recrops} and {tol}")
         self.localizer = None if localizer is None else localizer.eval()
-        self.localizer_meta = localizer_meta or {}
         if localizer is not None and self.localizer_meta.get("skeleton", self.skeleton.name) != self.skeleton.name:
             raise ValueError(f"the localizer predicts {self.localizer_meta['skeleton']} joints, the pose model "
                              f"{self.skeleton.name}")
@@ -134,10 +136,11 @@ class Predictor(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip: bool = False, stages: int | None = None,
-                        localizer: str | Path | None = None, localize: bool = True, recrops: int = RECROPS
+                        localizer: str | Path | None = None, localize: bool = True, recrops: int | None = None
                         ) -> Predictor:
         """A Predictor from a checkpoint: a stage-1 model, a cascade, or a pipeline (localizer + pose model, the
-        shipped default); `localizer` adds one from its own checkpoint; `localize=False` leaves it out."""
+        shipped default); `localizer` adds one from a localizer checkpoint or a pipeline's; `localize=False` leaves
+        it out."""
         model, meta = model_from_checkpoint(path)
         loc, loc_meta = None, None
         if meta.get("kind") == "pipeline":
@@ -145,10 +148,12 @@ class Predictor(nn.Module):
             model, meta = model.pose, meta["pose"]
         elif meta.get("kind") == "localizer":
             raise DeepPoseError(path, "this is a person localizer alone; give it as --localizer next to a pose model")
-        if localizer is not None:
+        if localizer is not None:  # a localizer checkpoint, or a pipeline whose localizer is taken
             loc, loc_meta = model_from_checkpoint(localizer)
+            if loc_meta.get("kind") == "pipeline":
+                loc, loc_meta = loc.localizer, loc_meta["localizer"]
             if loc_meta.get("kind") != "localizer":
-                raise DeepPoseError(localizer, "not a person localizer checkpoint")
+                raise DeepPoseError(localizer, "not a person localizer checkpoint (nor a pipeline holding one)")
         try:
             return cls(model, meta, flip, stages, loc if localize else None, loc_meta if localize else None,
                        recrops)
