@@ -147,7 +147,8 @@ def whole_image_section(rows: list[dict]) -> list[str]:
            "whole image is the box, LSP's convention), the pose model re-cropped on its own guesses from the whole "
            "image, the localizer's box, the localizer's box re-cropped until it converges (the default), and the "
            "annotated box (the ceiling: LSPET's labelled joints' box at 1.33, MPII's person box, LSP's whole image). "
-           "\"person in box\": IoU >= 0.5 with the annotated box. LSPET val: the localizer's fixed whole-image "
+           "\"person in box\": IoU >= 0.5 with the box the box rule draws around the annotated joints. LSPET val: "
+           "the localizer's fixed whole-image "
            "validation split (excluded from its training; the pose network's training saw these people's crops). "
            "MPII: the 5 scenes, MPII's joints mapped to LSP's 14.", ""]
     for r in rows:

@@ -28,6 +28,7 @@ from deeppose.localize import (
     checked_box,
     iou,
     person_box,
+    person_in_box,
     presence_probability,
     recrop_until_converged,
 )
@@ -88,6 +89,15 @@ def test_iou():
     assert iou(a, a) == pytest.approx(1.0)
     assert iou(a, np.array([1.0, 0.0, 2.0, 2.0])) == pytest.approx(1 / 3)
     assert iou(a, np.array([5.0, 5.0, 1.0, 1.0])) == 0.0
+
+
+def test_person_in_box():
+    joints = np.array([[[10.0, 10.0], [30.0, 50.0]], [[10.0, 10.0], [30.0, 50.0]]])
+    labelled = np.ones((2, 2), bool)
+    rule = person_box(joints[0])
+    boxes = np.stack([rule, rule + np.array([rule[2], 0.0, 0.0, 0.0])])  # on the person; one side away
+    assert person_in_box(boxes, joints, labelled).tolist() == [True, False]
+    assert not person_in_box(boxes[:1], joints[:1], np.zeros((1, 2), bool))[0]
 
 
 def test_platt_calibration_recovers_a_known_scaling():
@@ -279,7 +289,7 @@ def test_eval_scores_found_and_annotated_boxes(synthetic_root, tmp_path, capsys)
     assert main(["eval", "--checkpoint", str(bundle), "--dataset", "synthetic", "--root", str(synthetic_root),
                  "--split", "test", "--out", str(out)]) == 0
     boxes = json.loads((out / "boxes.json").read_text())
-    assert list(boxes) == ["found", "annotated"] and boxes["annotated"]["person_in_box"] == 1.0
+    assert list(boxes) == ["found", "annotated"] and boxes["found"]["report"] == str(out)
     found = json.loads((out / "metrics.json").read_text())
     annotated = json.loads((out / "annotated" / "metrics.json").read_text())
     assert found["boxes"]["source"] == "found" and annotated["boxes"]["source"] == "annotated"

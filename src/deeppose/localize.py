@@ -93,6 +93,22 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter)
 
 
+def person_in_box(boxes: np.ndarray, joints: np.ndarray, labelled: np.ndarray) -> np.ndarray:
+    """Whether each box holds its annotated person: IoU >= 0.5 with the box the box rule draws around the labelled
+    joints (scale 1.33), whatever box convention the dataset has.
+
+    Args:
+        boxes: (N, 4) (c_x, c_y, w, h); joints: (N, K, 2) annotated joints in pixels; labelled: (N, K) bool.
+
+    Returns:
+        (N,) bool (False for an image with no labelled joint).
+    """
+    out = np.zeros(len(boxes), bool)
+    for i, (box, y, lab) in enumerate(zip(boxes, joints, labelled)):
+        out[i] = bool(np.asarray(lab).any()) and iou(box, joints_box(y, lab, BOX_SCALE)) >= 0.5
+    return out
+
+
 def presence_probability(logits: np.ndarray | torch.Tensor, a: float, b: float) -> np.ndarray:
     """person_score = sigmoid(a * logit + b): the presence logit through its Platt scaling; (N,) in [0, 1]."""
     z = a * np.asarray(logits, np.float64) + b
