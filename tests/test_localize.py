@@ -296,3 +296,32 @@ def test_eval_scores_found_and_annotated_boxes(synthetic_root, tmp_path, capsys)
     assert main(["eval", "--checkpoint", str(pose), "--dataset", "synthetic", "--root", str(synthetic_root),
                  "--split", "test", "--out", str(tmp_path / "r2"), "--boxes", "found"]) == 2
     assert "needs a person localizer" in capsys.readouterr().err
+
+
+def _tiny_run_config(**kw) -> LocalizerConfig:
+    return LocalizerConfig(init="", input_size=64, batch_size=8, epochs=2, num_workers=0, warmup_steps=2,
+                           checkpoint_minutes=1e9, model=ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8,
+                                                                     reduce=16, width=0.35, dropout=0.1), **kw)
+
+
+@pytest.mark.slow
+def test_localizer_training_resumes_to_the_same_weights(synthetic_root, tmp_path):
+    from deeppose.checkpoint import load_checkpoint
+    from deeppose.data.synthetic import load_synthetic
+    from deeppose.localizer_train import train_localizer
+
+    train, val = load_synthetic(synthetic_root, "train"), load_synthetic(synthetic_root, "val")
+    splits = {"lsp_train": train.subset(range(24), "train"), "lspet_train": train.subset(range(24, 48), "train"),
+              "lsp_val": val, "lspet_val": val}
+    cfg = _tiny_run_config()
+    row = train_localizer(cfg, tmp_path / "a", splits=splits)
+    assert set(row) >= {"epoch", "lsp_val_pck", "lspet_val_pck", "score"}
+    assert train_localizer(cfg, tmp_path / "b", splits=splits, stop_after_steps=3) == {"stopped_at_step": 3}
+    train_localizer(cfg, tmp_path / "b", resume=True, splits=splits)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 12
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert load_checkpoint(tmp_path / "a" / "best.pt")["meta"]["kind"] == "localizer"
+    with pytest.raises(DeepPoseError, match="another config"):
+        train_localizer(_tiny_run_config(lr=1e-3), tmp_path / "b", resume=True, splits=splits)

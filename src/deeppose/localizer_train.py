@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -157,32 +158,9 @@ def validate_localizer(model: PersonLocalizer, splits: dict[str, PoseDataset], i
     return out
 
 
-def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False, progress: bool = False,
-                    stop_after_steps: int = 0) -> dict[str, Any]:
-    """Train the localizer into `out` (config.json, last.pt, best.pt, log.csv); returns the best validation row.
-
-    Resumes from `out/last.pt` with `resume` (same config required); the data order and every draw depend on
-    (seed, epoch, index), so a resumed run continues the same sequence.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = json.loads(json.dumps(asdict(cfg)))
-    saved = out / "config.json"
-    if resume and saved.is_file() and json.loads(saved.read_text(encoding="utf-8")) != config:
-        raise DeepPoseError(saved, "the run was started with another config; resume needs the same settings")
-    write_json(saved, config)
-    root = Path(cfg.root) if cfg.root else data_root()
-    splits = whole_image_splits(root, cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size)
-    train = PoseDataset("lsp+lspet", root, "train", splits["lsp_train"].skeleton,
-                        splits["lsp_train"].samples + splits["lspet_train"].samples)
-    skeleton = train.skeleton
-    model = build_localizer(cfg.model, skeleton.num_joints, cfg.input_size)
-    if cfg.init:
-        init_from_checkpoint(model.regressor, cfg.init)
-    objective = Objective(cfg.model.head, "euclidean", cfg.heatmap)
-    data = WholeImageDataset(train, cfg.input_size, cfg.zoom, cfg.seed)
-    steps_per_epoch = len(train) // cfg.batch_size
-    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+def localizer_optimizer(model: nn.Module, cfg: LocalizerConfig, total_steps: int
+                        ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no weight decay on biases and norms), linear warm-up then cosine decay to min_lr_ratio, per step."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -194,8 +172,52 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
         t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    meta = localizer_meta(cfg, skeleton.name, skeleton.num_joints)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def localizer_loss(model: PersonLocalizer, objective: Objective, batch: dict[str, torch.Tensor],
+                   presence_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(joints' DSNT loss over the labelled joints in view, presence cross-entropy) of one batch."""
+    out, logit = model.output(batch["image"])
+    joints = masked_mean(objective(out, batch["joints"]), batch["weight"])
+    return joints, presence_weight * nn.functional.binary_cross_entropy_with_logits(logit, batch["presence"])
+
+
+def _start_run(cfg: LocalizerConfig, out: Path, resume: bool) -> None:
+    """Write the run's config.json; a resumed run must have been started with the same settings."""
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads(json.dumps(asdict(cfg)))
+    saved = out / "config.json"
+    if resume and saved.is_file() and json.loads(saved.read_text(encoding="utf-8")) != config:
+        raise DeepPoseError(saved, "the run was started with another config; resume needs the same settings")
+    write_json(saved, config)
+
+
+def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False, progress: bool = False,
+                    stop_after_steps: int = 0, splits: dict[str, PoseDataset] | None = None) -> dict[str, Any]:
+    """Train the localizer into `out` (config.json, last.pt, best.pt, val_log.jsonl); returns the best
+    validation row (or {"stopped_at_step"} with `stop_after_steps`).
+
+    Resumes from `out/last.pt` with `resume` (same config required); the data order and every draw depend on
+    (seed, epoch, index) and the torch RNG state is checkpointed, so a resumed run ends with the same weights.
+    `splits` replaces `whole_image_splits` (tests).
+    """
+    out = Path(out)
+    _start_run(cfg, out, resume)
+    root = Path(cfg.root) if cfg.root else data_root()
+    splits = splits or whole_image_splits(root, cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size)
+    train = PoseDataset("lsp+lspet", root, "train", splits["lsp_train"].skeleton,
+                        splits["lsp_train"].samples + splits["lspet_train"].samples)
+    torch.manual_seed(cfg.seed)  # the new layers' initialization and dropout
+    model = build_localizer(cfg.model, train.skeleton.num_joints, cfg.input_size)
+    if cfg.init:
+        init_from_checkpoint(model.regressor, cfg.init)
+    objective = Objective(cfg.model.head, "euclidean", cfg.heatmap)
+    data = WholeImageDataset(train, cfg.input_size, cfg.zoom, cfg.seed)
+    steps_per_epoch = max(1, len(train) // cfg.batch_size)
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    opt, sched = localizer_optimizer(model, cfg, total_steps)
+    meta = localizer_meta(cfg, train.skeleton.name, train.skeleton.num_joints)
     step, best, minutes = 0, -1.0, 0.0
     if resume and (out / "last.pt").is_file():
         ckpt = load_checkpoint(out / "last.pt")
@@ -204,41 +226,25 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng_torch"])
         step, best, minutes = int(ckpt["step"]), float(ckpt["best"]), float(ckpt["minutes"])
-    started = time.monotonic() - minutes * 60
-    last_save = time.monotonic()
+    started, last_save = time.monotonic() - minutes * 60, time.monotonic()
 
     def save(path: Path, extra_meta: dict[str, Any] | None = None) -> None:
         save_checkpoint(path, model, {**meta, **(extra_meta or {})}, optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), rng_torch=torch.get_rng_state(), step=step, best=best,
                         minutes=(time.monotonic() - started) / 60)
 
-    def end_of_epoch(epoch: int) -> None:
-        nonlocal best
-        row = {"epoch": epoch, "step": step, "minutes": round((time.monotonic() - started) / 60, 2),
-               **validate_localizer(model, splits, cfg.input_size)}
-        with open(out / "log.csv", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"validation {row}", flush=True)
-        if row["score"] > best:
-            best = row["score"]
-            save(out / "best.pt", {"validation": row})
-
     pbar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="localizer")
-    timed_out = False
-    while step < total_steps and not timed_out:
+    while step < total_steps:
         epoch, start = divmod(step, steps_per_epoch)
         data.set_epoch(epoch)
         loader = DataLoader(data, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.num_workers,
                             sampler=EpochSampler(len(data), cfg.seed, epoch, start * cfg.batch_size),
-                            persistent_workers=False)
+                            generator=torch.Generator())  # leaves the global RNG (dropout) alone
         model.train()
         for batch in loader:
-            out_head, logit = model.output(batch["image"])
-            joint_loss = masked_mean(objective(out_head, batch["joints"]), batch["weight"])
-            presence_loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, batch["presence"])
-            loss = joint_loss + cfg.presence_weight * presence_loss
+            joint_loss, presence_loss = localizer_loss(model, objective, batch, cfg.presence_weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (joint_loss + presence_loss).backward()
             opt.step()
             sched.step()
             step += 1
@@ -249,20 +255,25 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
             if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
                 save(out / "last.pt")
                 last_save = time.monotonic()
-            if (time.monotonic() - started) / 60 > cfg.max_minutes or step >= total_steps or (
-                    stop_after_steps and step >= stop_after_steps):
-                timed_out = step < total_steps
+            if step % steps_per_epoch == 0 or step >= total_steps or step == stop_after_steps or \
+                    (time.monotonic() - started) / 60 > cfg.max_minutes:
                 break
-            if step % steps_per_epoch == 0:
-                break
-        if stop_after_steps and step >= stop_after_steps and step < total_steps:
+        if stop_after_steps and step == stop_after_steps and step < total_steps:
             save(out / "last.pt")
             return {"stopped_at_step": step}
-        end_of_epoch(epoch)
+        row = {"epoch": epoch, "step": step, "minutes": round((time.monotonic() - started) / 60, 2),
+               **validate_localizer(model, splits, cfg.input_size)}
+        with open(out / "val_log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"validation {row}", flush=True)
+        if row["score"] > best:
+            best = row["score"]
+            save(out / "best.pt", {"validation": row})
         save(out / "last.pt")
+        if (time.monotonic() - started) / 60 > cfg.max_minutes:
+            break
     pbar.close()
-    ckpt = load_checkpoint(out / "best.pt")
-    return ckpt["meta"]["validation"]
+    return load_checkpoint(out / "best.pt")["meta"]["validation"]
 
 
 def nobody_views(dataset: PoseDataset, input_size: int, zoom: ZoomOut, seed: int) -> WholeImageDataset:
