@@ -116,8 +116,10 @@ def presence_probability(logits: np.ndarray | torch.Tensor, a: float, b: float) 
 
 
 def calibrate_presence(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Platt scaling: the (a, b) of sigmoid(a * logit + b) that minimize the cross-entropy to the labels (1: a
-    person in view), both classes weighted equally; fitted on validation data.
+    """Platt scaling: the (a, b) of sigmoid(a * logit + b) that minimize the cross-entropy to Platt's smoothed
+    targets, (N+ + 1) / (N+ + 2) for images with a person and 1 / (N- + 2) for images without (so that classes
+    the logit separates perfectly still give finite, not 0/1, scores), both classes weighted equally; fitted on
+    validation data.
 
     Returns:
         {"a", "b", "n_positive", "n_negative"}.
@@ -127,14 +129,15 @@ def calibrate_presence(logits: np.ndarray, labels: np.ndarray) -> dict[str, floa
     n_pos, n_neg = float(y.sum()), float((1 - y).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError("calibration needs both images with and without a person")
+    target = torch.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     weight = torch.where(y > 0.5, 0.5 / n_pos, 0.5 / n_neg)
     params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([params], max_iter=200, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([params], max_iter=500, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = (weight * torch.nn.functional.binary_cross_entropy_with_logits(
-            params[0] * x + params[1], y, reduction="none")).sum()
+            params[0] * x + params[1], target, reduction="none")).sum()
         loss.backward()
         return loss
 

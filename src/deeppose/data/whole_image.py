@@ -143,7 +143,7 @@ class WholeImageDataset(Dataset):
 
     Each item is a dict: image (3, S, S) uint8; joints (K, 2) float32 normalized crop coordinates; weight (K,)
     bool (labelled, inside the crop, and a person view); presence float32 (1: the person is in view, 0: a
-    nobody view); affine (2, 3) float32 image pixels -> crop pixels; index.
+    nobody view); affine (2, 3) float32 image pixels -> crop pixels (the identity for a synthetic background); index.
 
     With `zoom=None` every item is the whole image (validation, no randomness).
     """
@@ -188,7 +188,7 @@ class WholeImageDataset(Dataset):
         k = skeleton.num_joints
         if box is None:  # nobody, synthetic
             crop = synthetic_background(rng, self.input_size)
-            a = np.zeros((2, 3))
+            a = np.eye(2, 3)  # the picture is its own crop
             joints, weight = np.zeros((k, 2)), np.zeros(k, bool)
         else:
             rotation, flip, brightness, contrast = 0.0, False, 1.0, 1.0
