@@ -266,6 +266,15 @@ def _cmd_localizer_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_localizer_refit(args: argparse.Namespace) -> int:
+    from deeppose.localizer_train import refit_presence
+
+    r = refit_presence(args.checkpoint, args.out, args.views, root=args.root, progress=sys.stderr.isatty())
+    print(f"presence layer refit on {r['n_views']} training views ({r['n_negative']} with nobody): training error "
+          f"{r['train_error']:.4f}; wrote {args.out}")
+    return 0
+
+
 def _cmd_localizer_calibrate(args: argparse.Namespace) -> int:
     from deeppose.localizer_train import calibrate_localizer
 
@@ -380,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("--out", required=True, help="the calibrated localizer checkpoint to write")
     lc.add_argument("--root", help="folder holding lsp/ and lspet/ (default: $DEEPPOSE_DATA)")
     lc.set_defaults(func=_cmd_localizer_calibrate)
+    lr = loc_sub.add_parser("refit-presence", help="refit the presence layer alone on training views, the "
+                                                   "letterboxed nobody views included")
+    lr.add_argument("--checkpoint", required=True, help="a localizer checkpoint")
+    lr.add_argument("--out", required=True, help="the localizer checkpoint to write")
+    lr.add_argument("--views", type=int, default=4000, help="training views to fit on (default 4000)")
+    lr.add_argument("--root", help="folder holding lsp/ and lspet/ (default: $DEEPPOSE_DATA)")
+    lr.set_defaults(func=_cmd_localizer_refit)
     lu = loc_sub.add_parser("tune", help="choose the box rule's scale and the re-crops on the validation photos")
     lu.add_argument("--checkpoint", required=True, help="a localizer checkpoint")
     lu.add_argument("--pose", required=True, help="the pose model (stage 1 or cascade) it will run in front of")

@@ -357,3 +357,66 @@ def tune_box_rule(localizer: str | Path, pose: str | Path, out: str | Path,
     save_checkpoint(out, model, {**ckpt["meta"], "box_scale": best["box_scale"], "recrops": best["recrops"],
                                  "box_rule_selection": {"pose": Path(pose).name, "rows": rows}})
     return {"rows": rows, "best": best}
+
+
+@torch.inference_mode()
+def pooled_features(model: PersonLocalizer, dataset: WholeImageDataset, progress: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 2C) the features the presence layer reads, (N,) presence labels) of every item of `dataset`."""
+    model.eval()
+    features, labels = [], []
+    for batch in tqdm(DataLoader(dataset, batch_size=32, num_workers=0, generator=torch.Generator()),
+                      desc="features", disable=not progress, unit="batch"):
+        features.append(model.output_and_pooled(batch["image"])[1].numpy())
+        labels.append(batch["presence"].numpy())
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def refit_presence(checkpoint: str | Path, out: str | Path, n_views: int = 4000, weight_decay: float = 1e-3,
+                   root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Refit the presence layer alone (a logistic regression on the frozen pooled features, L2 `weight_decay`,
+    both classes weighted equally) on `n_views` training views drawn with the localizer's zoom settings, the
+    nobody views included (letterboxed ones too); the joints are untouched. Writes the localizer to `out`
+    (calibrate it afterwards).
+
+    Returns:
+        {"n_views", "n_negative", "train_error"}.
+    """
+    from deeppose.checkpoint import model_from_checkpoint
+
+    model, meta = model_from_checkpoint(checkpoint)
+    if meta.get("kind") != "localizer":
+        raise DeepPoseError(checkpoint, "not a person localizer checkpoint")
+    cfg = meta["config"]
+    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
+                                cfg["lspet_val_size"])
+    train = PoseDataset("lsp+lspet", splits["lsp_train"].root, "train", splits["lsp_train"].skeleton,
+                        splits["lsp_train"].samples + splits["lspet_train"].samples)
+    zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"]), "negative_prob": 0.5,
+                      "letterbox_prob": 0.5})
+    picks = np.random.default_rng([cfg["seed"], 17]).choice(len(train), min(n_views, len(train)), replace=False)
+    x, y = pooled_features(model, WholeImageDataset(train.subset(np.sort(picks), "train"), meta["input_size"], zoom,
+                                                    cfg["seed"] + 2000), progress)
+    xt, yt = torch.from_numpy(x).double(), torch.from_numpy(y).double()
+    weight = torch.where(yt > 0.5, 0.5 / yt.sum(), 0.5 / (1 - yt).sum())
+    layer = model.presence
+    w = torch.cat([layer.weight.detach()[0], layer.bias.detach()]).double().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([w], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = xt @ w[:-1] + w[-1]
+        loss = (weight * nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none")).sum()
+        loss = loss + weight_decay * w[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        layer.weight.copy_(w[:-1].float()[None])
+        layer.bias.copy_(w[-1:].float())
+        error = float(((xt @ w[:-1] + w[-1] > 0).double() != yt).double().mean())
+    result = {"n_views": len(y), "n_negative": int((y == 0).sum()), "train_error": error,
+              "weight_decay": weight_decay}
+    save_checkpoint(out, model, {**load_checkpoint(checkpoint)["meta"], "presence_refit": result})
+    return result

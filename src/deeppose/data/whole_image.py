@@ -49,6 +49,8 @@ class ZoomOut:
         synthetic_prob: share of nobody views that are synthetic even when the photo has room for one.
         inside_prob: share of zoom-out views kept inside the squared photo (as a real photo frames a person);
             the others may reach past it, padded with black as the squared photo is.
+        letterbox_prob: share of nobody views shown as a non-square picture is at inference: centred, with black
+            bars on two sides (without them, the bars alone would say "a photo, so a person").
         rotation_deg, flip_prob, brightness, contrast: as in `transforms.Augmentation`.
     """
 
@@ -60,6 +62,7 @@ class ZoomOut:
     min_region: float = 0.25
     synthetic_prob: float = 0.35
     inside_prob: float = 0.7
+    letterbox_prob: float = 0.5
     rotation_deg: float = 15.0
     flip_prob: float = 0.5
     brightness: float = 0.25
@@ -96,6 +99,20 @@ def synthetic_background(rng: np.random.Generator, size: int) -> np.ndarray:
         else:
             cv2.line(image, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), colour, int(rng.integers(1, 6)))
     return image
+
+
+def letterbox(rng: np.random.Generator, crop: np.ndarray) -> np.ndarray:
+    """The square `crop` as a non-square picture squared at inference: a centred band (aspect 0.4-0.95 of the
+    side, horizontal or vertical) kept, black bars on the other two sides."""
+    size = crop.shape[0]
+    keep = int(round(size * rng.uniform(0.4, 0.95)))
+    lo = (size - keep) // 2
+    out = np.zeros_like(crop)
+    if rng.random() < 0.5:
+        out[lo:lo + keep] = crop[lo:lo + keep]
+    else:
+        out[:, lo:lo + keep] = crop[:, lo:lo + keep]
+    return out
 
 
 def clear_region(rng: np.random.Generator, width: int, height: int, person: np.ndarray, zoom: ZoomOut,
@@ -209,6 +226,8 @@ class WholeImageDataset(Dataset):
                 perm = skeleton.flip_permutation()
                 joints, labelled = joints[perm], labelled[perm]
             weight = labelled & (np.abs(joints) <= 0.5).all(axis=1) & present
+        if not present and rng is not None and rng.random() < self.zoom.letterbox_prob:
+            crop = letterbox(rng, crop)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
             "joints": torch.from_numpy(joints.astype(np.float32)),

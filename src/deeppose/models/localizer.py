@@ -32,13 +32,18 @@ class PersonLocalizer(nn.Module):
         nn.init.zeros_(self.presence.bias)
         nn.init.normal_(self.presence.weight, std=1e-3)
 
-    def output(self, images: torch.Tensor) -> tuple[HeadOutput, torch.Tensor]:
-        """(B, 3, S, S) uint8 -> (the head's output: joints (B, K, 2) box-normalized, ...; (B,) presence logits)."""
+    def output_and_pooled(self, images: torch.Tensor) -> tuple[HeadOutput, torch.Tensor]:
+        """(B, 3, S, S) uint8 -> (the head's output, (B, 2C) the deepest features average- and max-pooled: what
+        the presence layer reads)."""
         r = self.regressor
         features = r.backbone.forward_pyramid(r._inputs(images), r.strides)
         top = features[-1]
-        pooled = torch.cat([top.mean(dim=(-2, -1)), top.amax(dim=(-2, -1))], dim=1)
-        return r.head.output(features), self.presence(pooled.float())[:, 0]
+        return r.head.output(features), torch.cat([top.mean(dim=(-2, -1)), top.amax(dim=(-2, -1))], dim=1).float()
+
+    def output(self, images: torch.Tensor) -> tuple[HeadOutput, torch.Tensor]:
+        """(B, 3, S, S) uint8 -> (the head's output: joints (B, K, 2) box-normalized, ...; (B,) presence logits)."""
+        out, pooled = self.output_and_pooled(images)
+        return out, self.presence(pooled)[:, 0]
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) uint8 -> ((B, K, 2) box-normalized joints, (B,) presence logits)."""
