@@ -326,3 +326,13 @@ def test_localizer_training_resumes_to_the_same_weights(synthetic_root, tmp_path
     assert load_checkpoint(tmp_path / "a" / "best.pt")["meta"]["kind"] == "localizer"
     with pytest.raises(DeepPoseError, match="another config"):
         train_localizer(_tiny_run_config(lr=1e-3), tmp_path / "b", resume=True, splits=splits)
+
+
+def test_localizer_commands_refuse_a_pose_checkpoint(tmp_path):
+    from deeppose.localizer_train import calibrate_localizer, refit_presence
+
+    pose = _tiny_pose(tmp_path / "pose.pt")
+    for run in (calibrate_localizer, refit_presence):
+        with pytest.raises(DeepPoseError, match="not a person localizer"):
+            run(pose, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()

@@ -172,6 +172,11 @@ def ship_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path
     unused = set(unused_classifier_keys(ckpt["model"]))
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items() if k not in unused}
     meta = {**ckpt["meta"], "shipped_from": Path(src).name, "weights_dtype": "float16" if half else "float32"}
+    return write_inference_checkpoint(dst, state, meta)
+
+
+def write_inference_checkpoint(dst: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write weights and meta (no optimizer state) with their checksum, atomically (temporary file + rename)."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, "model": state, "meta": meta,
@@ -205,11 +210,4 @@ def bundle_checkpoint(pose: str | Path, localizer: str | Path, dst: str | Path, 
             "pose": {**parts["pose"][1], "shipped_from": parts["pose"][2]},
             "localizer": {**parts["localizer"][1], "shipped_from": parts["localizer"][2]},
             "weights_dtype": "float16" if half else "float32"}
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, "model": state, "meta": meta,
-               "weights_sha256": state_dict_sha256(state)}
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return write_inference_checkpoint(dst, state, meta)

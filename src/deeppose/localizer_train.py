@@ -282,6 +282,21 @@ def nobody_views(dataset: PoseDataset, input_size: int, zoom: ZoomOut, seed: int
     return WholeImageDataset(dataset, input_size, ZoomOut(**{**asdict(zoom), "negative_prob": 1.0}), seed)
 
 
+def localizer_and_splits(checkpoint: str | Path, root: str | Path | None
+                         ) -> tuple[PersonLocalizer, dict[str, Any], dict[str, PoseDataset]]:
+    """A localizer checkpoint's (model, meta) and the data splits of its training run (`whole_image_splits`);
+    DeepPoseError when the file is not a localizer."""
+    from deeppose.checkpoint import model_from_checkpoint
+
+    model, meta = model_from_checkpoint(checkpoint)
+    if meta.get("kind") != "localizer":
+        raise DeepPoseError(checkpoint, "not a person localizer checkpoint")
+    cfg = meta["config"]
+    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
+                                cfg["lspet_val_size"])
+    return model, meta, splits
+
+
 def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Path | None = None,
                         progress: bool = False) -> dict[str, Any]:
     """Fit the presence logit's Platt scaling on the validation photos (positives: LSP val and LSPET val whole
@@ -290,15 +305,10 @@ def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Pat
     Returns:
         the calibration {"a", "b", "n_positive", "n_negative", "val_error_positive", "val_error_negative"}.
     """
-    from deeppose.checkpoint import model_from_checkpoint
     from deeppose.localize import FOUND_THRESHOLD, calibrate_presence, presence_probability
 
-    model, meta = model_from_checkpoint(checkpoint)
-    if meta.get("kind") != "localizer":
-        raise DeepPoseError(checkpoint, "not a person localizer checkpoint")
+    model, meta, splits = localizer_and_splits(checkpoint, root)
     cfg = meta["config"]
-    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
-                                cfg["lspet_val_size"])
     zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"])})
     logits, labels = [], []
     for name in ("lsp_val", "lspet_val"):
@@ -382,14 +392,8 @@ def refit_presence(checkpoint: str | Path, out: str | Path, n_views: int = 4000,
     Returns:
         {"n_views", "n_negative", "train_error"}.
     """
-    from deeppose.checkpoint import model_from_checkpoint
-
-    model, meta = model_from_checkpoint(checkpoint)
-    if meta.get("kind") != "localizer":
-        raise DeepPoseError(checkpoint, "not a person localizer checkpoint")
+    model, meta, splits = localizer_and_splits(checkpoint, root)
     cfg = meta["config"]
-    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
-                                cfg["lspet_val_size"])
     train = PoseDataset("lsp+lspet", splits["lsp_train"].root, "train", splits["lsp_train"].skeleton,
                         splits["lsp_train"].samples + splits["lspet_train"].samples)
     zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"]), "negative_prob": 0.5,
