@@ -336,3 +336,18 @@ def test_localizer_commands_refuse_a_pose_checkpoint(tmp_path):
         with pytest.raises(DeepPoseError, match="not a person localizer"):
             run(pose, tmp_path / "out.pt")
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_the_committed_localizer_recipe_loads_and_builds():
+    from deeppose.config import read_config_file
+    from deeppose.localizer_train import localizer_config
+
+    recipe = Path(__file__).parents[1] / "configs" / "localizer" / "mobilenet_v2_cpu.yaml"
+    cfg = localizer_config(read_config_file(recipe))
+    assert cfg.zoom.person_fraction[0] == 0.15 and cfg.lspet_val_size >= 500 and cfg.max_minutes <= 90
+    model = build_localizer(cfg.model, 14, cfg.input_size).eval()
+    with torch.no_grad():
+        joints, logit = model(torch.zeros(2, 3, cfg.input_size, cfg.input_size, dtype=torch.uint8))
+    assert joints.shape == (2, 14, 2) and logit.shape == (2,)
+    with pytest.raises(DeepPoseError, match="unknown localizer setting"):
+        localizer_config({"epochz": 3})
