@@ -44,7 +44,7 @@ def main() -> int:
     train, _ = build_datasets(cfg.data, cfg.seed)
     crops = CropDataset(train, cfg.data.input_size, cfg.data.augment, seed=cfg.seed)
     model = build_model(cfg, train.skeleton.num_joints).train()
-    opt, _ = make_optimizer(model, cfg, 10_000)
+    opt, _ = make_optimizer(model, cfg.optim, 10_000)
     loss_fn = make_objective(cfg, cfg.model, cfg.loss, cfg.heatmap, "loss")
     bs = cfg.optim.batch_size
     n = (args.steps + args.warmup) * bs

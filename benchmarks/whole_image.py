@@ -57,9 +57,10 @@ def mpii_as_lsp(root: Path) -> PoseDataset:
     return PoseDataset("mpii", mpii.root, "all", get_skeleton("lsp14"), samples)
 
 
-def truth_boxes(dataset: PoseDataset) -> np.ndarray:
-    return np.stack([annotated_box(s.box, s.joints, s.labelled, dataset.name, *read_image(s.image_path).shape[1::-1])
-                     for s in dataset.samples])
+def truth_boxes(dataset: PoseDataset, images: list[np.ndarray]) -> np.ndarray:
+    """The annotated box of every sample (the ceiling), given its decoded image."""
+    return np.stack([annotated_box(s.box, s.joints, s.labelled, dataset.name, im.shape[1], im.shape[0])
+                     for s, im in zip(dataset.samples, images)])
 
 
 def summarize(results: list[Prediction], dataset: PoseDataset) -> dict:
@@ -86,7 +87,7 @@ def accuracy(pipeline: Predictor, pose: Predictor, sets: dict[str, PoseDataset])
     for name, ds in sets.items():
         print(f"{name}: {len(ds)} images", file=sys.stderr)
         images = [read_image(s.image_path) for s in ds.samples]
-        truth = truth_boxes(ds)
+        truth = truth_boxes(ds, images)
         no_recrop = Predictor(pose.model, pose.meta, localizer=pipeline.localizer,
                               localizer_meta=pipeline.localizer_meta, recrops=0)
         rows = {

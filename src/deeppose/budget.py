@@ -39,7 +39,7 @@ def probe_images_per_s(cfg: TrainConfig, train: PoseDataset, steps: int = 6) -> 
     batch = torch.utils.data.default_collate([crops[i % len(crops)] for i in range(bs)])
     model = build_model(cfg, train.skeleton.num_joints).train()
     objective = make_objective(cfg, cfg.model, cfg.loss, cfg.heatmap, "loss")
-    opt, _ = make_optimizer(model, cfg, 100)
+    opt, _ = make_optimizer(model, cfg.optim, 100)
     images = batch["image"].contiguous(memory_format=torch.channels_last) if cfg.model.channels_last \
         else batch["image"]
     times = []

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from deeppose.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
-from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, TrainConfig, to_dict
+from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, OptimConfig, TrainConfig, to_dict
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
@@ -115,10 +115,9 @@ def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
     return build_network(cfg.model, num_joints, cfg.data.input_size)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
+def make_optimizer(model: nn.Module, o: OptimConfig, total_steps: int
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdaGrad (the paper: constant lr) or AdamW with linear warm-up and cosine decay, stepped per batch."""
-    o = cfg.optim
     if o.name == "adagrad":
         opt: torch.optim.Optimizer = torch.optim.Adagrad(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
@@ -266,7 +265,7 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
     if steps_per_epoch == 0:
         raise DeepPoseError(None, f"{len(train)} training images are fewer than one batch of {batch}")
     total_steps = max(1, round(cfg.epochs * steps_per_epoch))
-    opt, sched = make_optimizer(model, cfg, total_steps)
+    opt, sched = make_optimizer(model, cfg.optim, total_steps)
     epoch, step, best, seconds_before = 0, 0, -1.0, 0.0
     if resume:
         ckpt = load_checkpoint(last_path)

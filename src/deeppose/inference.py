@@ -323,34 +323,33 @@ class Predictor(nn.Module):
         result = self.predict(image, box)
         return (result.stages if all_stages else result.joints), result.confidence
 
-    def dataset_boxes(self, dataset: PoseDataset, mode: str) -> list[np.ndarray | None]:
-        """The box of every sample for an evaluation mode: "annotated" (`localize.annotated_box`), "image" (the
-        whole image) or "found" (None: the localizer finds it)."""
+    def boxes_for(self, samples: Sequence[Sample], images: Sequence[np.ndarray], dataset: str, mode: str
+                  ) -> list[np.ndarray | None]:
+        """The box of each sample (its decoded image beside it) for an evaluation mode: "annotated"
+        (`localize.annotated_box`), "image" (the whole image) or "found" (None: the localizer finds it)."""
         if mode not in BOX_SOURCES:
             raise ValueError(f"box mode must be one of {', '.join(BOX_SOURCES)}, got {mode!r}")
         if mode == "found":
             if self.localizer is None:
                 raise ValueError("found boxes need a person localizer (a pipeline checkpoint, or --localizer)")
-            return [None] * len(dataset)
-        boxes = []
-        for s in dataset.samples:
-            w, h = image_size(s.image_path)
-            boxes.append(square_box(whole_image_box(w, h)) if mode == "image" else
-                         annotated_box(s.box, s.joints, s.labelled, dataset.name, w, h))
-        return boxes
+            return [None] * len(samples)
+        return [square_box(whole_image_box(im.shape[1], im.shape[0])) if mode == "image" else
+                annotated_box(s.box, s.joints, s.labelled, dataset, im.shape[1], im.shape[0])
+                for s, im in zip(samples, images)]
 
     def predict_boxes(self, dataset: PoseDataset, mode: str, batch_size: int = 32, progress: bool = False,
                       chunk: int = 256) -> list[Prediction]:
-        """`predict_images` over a dataset's images with the boxes of `mode` (see `dataset_boxes`), reading
-        `chunk` images at a time."""
-        boxes = self.dataset_boxes(dataset, mode)
-        out: list[Prediction] = []
+        """`predict_images` over a dataset's images with the boxes of `mode` (see `boxes_for`), reading `chunk`
+        images at a time."""
         from tqdm import tqdm
 
+        self.boxes_for([], [], dataset.name, mode)  # refuse a bad mode before reading any image
+        out: list[Prediction] = []
         for lo in tqdm(range(0, len(dataset), chunk), desc=f"predicting ({mode} boxes)", disable=not progress,
                        unit="chunk"):
-            images = [read_image(s.image_path) for s in dataset.samples[lo:lo + chunk]]
-            out += self.predict_images(images, boxes[lo:lo + chunk], batch_size)
+            samples = dataset.samples[lo:lo + chunk]
+            images = [read_image(s.image_path) for s in samples]
+            out += self.predict_images(images, self.boxes_for(samples, images, dataset.name, mode), batch_size)
         return out
 
     def predict_dataset(self, dataset: PoseDataset, batch_size: int = 32, num_workers: int = 0,
@@ -376,14 +375,3 @@ def check_image(image: np.ndarray) -> None:
         shape = getattr(image, "shape", None)
         raise ValueError(f"expected an RGB image as a (H, W, 3) uint8 array, got {type(image).__name__} "
                          f"{getattr(image, 'dtype', '')} {shape}")
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header (Pillow) without decoding it."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception as exc:  # Pillow raises several types for bad files
-        raise DeepPoseError(path, f"corrupt or unsupported image ({type(exc).__name__})") from None

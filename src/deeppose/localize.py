@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from deeppose.errors import DeepPoseError
-from deeppose.geometry import joints_box, square_box
+from deeppose.geometry import joints_box, square_box, whole_image_box
 
 BOX_SCALE = 1.33
 RECROPS = 2
@@ -209,4 +209,4 @@ def annotated_box(sample_box: np.ndarray | None, joints: np.ndarray, labelled: n
         return square_box(np.asarray(sample_box, np.float64))
     if dataset in JOINTS_BOX_DATASETS and np.asarray(labelled).any():
         return joints_box(joints, labelled, BOX_SCALE)
-    return square_box(np.array([(width - 1) / 2, (height - 1) / 2, width, height], np.float64))
+    return square_box(whole_image_box(width, height))

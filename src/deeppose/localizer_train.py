@@ -8,7 +8,6 @@ The fixed validation splits: LSP's 200 (the same carve-out as every stage-1 run,
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,11 +20,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deeppose.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
-from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig
+from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, OptimConfig
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut
-from deeppose.engine import EpochSampler, build_datasets
+from deeppose.engine import EpochSampler, build_datasets, make_optimizer
 from deeppose.errors import DeepPoseError
 from deeppose.evaluation import crops_to_image, write_json
 from deeppose.losses import masked_mean
@@ -158,23 +157,6 @@ def validate_localizer(model: PersonLocalizer, splits: dict[str, PoseDataset], i
     return out
 
 
-def localizer_optimizer(model: nn.Module, cfg: LocalizerConfig, total_steps: int
-                        ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (no weight decay on biases and norms), linear warm-up then cosine decay to min_lr_ratio, per step."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
 def localizer_loss(model: PersonLocalizer, objective: Objective, batch: dict[str, torch.Tensor],
                    presence_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(joints' DSNT loss over the labelled joints in view, presence cross-entropy) of one batch."""
@@ -216,7 +198,8 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
     data = WholeImageDataset(train, cfg.input_size, cfg.zoom, cfg.seed)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
     total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    opt, sched = localizer_optimizer(model, cfg, total_steps)
+    opt, sched = make_optimizer(model, OptimConfig("adamw", cfg.lr, cfg.weight_decay, cfg.batch_size,
+                                                   cfg.warmup_steps, cfg.min_lr_ratio), total_steps)
     meta = localizer_meta(cfg, train.skeleton.name, train.skeleton.num_joints)
     step, best, minutes = 0, -1.0, 0.0
     if resume and (out / "last.pt").is_file():
