@@ -16,8 +16,8 @@ from pathlib import Path
 from common import RESULTS, write_result
 
 from deeppose.data import load_dataset
-from deeppose.evaluation import format_pcp_table, score
-from deeppose.inference import Predictor
+from deeppose.eval.report import format_pcp_table, score
+from deeppose.serve.predictor import Predictor
 from deeppose.paths import data_root
 
 # DeepPose Table 1, LSP, strict PCP: upper arm, lower arm, upper leg, lower leg, mean

@@ -14,8 +14,8 @@ from pathlib import Path
 from common import write_result
 
 from deeppose.data import load_dataset
-from deeppose.evaluation import format_pcp_table, score
-from deeppose.inference import Predictor
+from deeppose.eval.report import format_pcp_table, score
+from deeppose.serve.predictor import Predictor
 from deeppose.paths import data_root
 
 PAPER = {"deeppose stage 1": {"upper_arm": None, "lower_arm": None, "upper_leg": None, "lower_leg": None,

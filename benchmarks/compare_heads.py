@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import RESULTS, result_header
 
-from deeppose import compare
+from deeppose.train import compare
 
 
 def main() -> int:

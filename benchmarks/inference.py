@@ -31,7 +31,7 @@ def measure(checkpoint: str, batch: int, threads: int, repeats: int, flip: bool,
     """
     import numpy as np
 
-    from deeppose.inference import Predictor
+    from deeppose.serve.predictor import Predictor
 
     torch.set_num_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, flip=flip, stages=stages if stages > 0 else None)
@@ -83,7 +83,7 @@ def main() -> int:
         b, t, r, f, i, s = args.worker
         print(json.dumps(measure(args.checkpoint, int(b), int(t), int(r), f == "1", i == "1", int(s))))
         return 0
-    from deeppose.checkpoint import load_checkpoint
+    from deeppose.models.checkpoint import load_checkpoint
 
     n_stages = load_checkpoint(args.checkpoint)["meta"].get("stages", 1)
     # (batch, threads, repeats, flip, whole image, stages; 0 = all, -1 = stage 1 and all, alternating)

@@ -32,11 +32,11 @@ from deeppose.data.io import read_image
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import clear_region, synthetic_background
-from deeppose.evaluation import score
+from deeppose.eval.report import score
 from deeppose.geometry import joints_box
-from deeppose.inference import Prediction, Predictor
-from deeppose.localize import annotated_box, person_in_box, recrop_until_converged
-from deeppose.localizer_train import whole_image_splits
+from deeppose.serve.predictor import Prediction, Predictor
+from deeppose.serve.localize import annotated_box, person_in_box, recrop_until_converged
+from deeppose.train.localizer import whole_image_splits
 from deeppose.paths import data_root
 from deeppose.skeleton import get_skeleton
 

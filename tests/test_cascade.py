@@ -13,7 +13,7 @@ from deeppose.models.cascade import (
     refinement_stage,
     refinement_target,
 )
-from deeppose.simulation import DisplacementStats, fit_displacements, sample_displacements, simulated_boxes
+from deeppose.train.simulation import DisplacementStats, fit_displacements, sample_displacements, simulated_boxes
 from deeppose.skeleton import get_skeleton
 
 LSP = get_skeleton("lsp14")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.checkpoint import load_checkpoint, model_from_checkpoint
+from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint
 from deeppose.cli import main
 from deeppose.config import load_config
 from deeppose.errors import DeepPoseError
-from deeppose.inference import Predictor
+from deeppose.serve.predictor import Predictor
 from deeppose.models.cascade import Cascade
 
 STAGE1 = ["data.input_size=32", "data.num_workers=0", "data.train=[synthetic:train]", "data.val_size=16",
@@ -87,7 +87,7 @@ def test_flip_test_of_a_cascade_is_symmetric(cascade_run):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=g)
     sources = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=g)
-    from deeppose.inference import mirror_joints
+    from deeppose.serve.predictor import mirror_joints
 
     a = predictor.all_stages(images, sources)
     b = mirror_joints(predictor.all_stages(images.flip(-1), sources.flip(-1)), predictor.skeleton)
@@ -95,7 +95,7 @@ def test_flip_test_of_a_cascade_is_symmetric(cascade_run):
 
 
 def test_cascade_config_errors(synthetic_root, tmp_path):
-    from deeppose.cascade_train import train_cascade
+    from deeppose.train.cascade import train_cascade
 
     cfg = load_config(None, [*STAGE1, "cascade.stages=1"])
     with pytest.raises(DeepPoseError, match="at least 2"):
@@ -132,7 +132,7 @@ def test_a_cascade_that_refines_only_the_wrists(cascade_run, synthetic_root, tmp
 
 
 def test_an_unknown_joint_name_is_a_config_error(tmp_path):
-    from deeppose.cascade_train import train_cascade
+    from deeppose.train.cascade import train_cascade
 
     cfg = load_config(None, [*STAGE1, "cascade.stages=2", "cascade.joints=[l_wristt]"])
     with pytest.raises(DeepPoseError, match="l_wristt"):
@@ -144,13 +144,13 @@ def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, 
     """A fixed-seed minute of Eq. 8 training: joints displaced from the truth come back closer to it."""
     from functools import partial
 
-    from deeppose.cascade_train import refinement_task, stage_config, stage_outputs
+    from deeppose.train.cascade import refinement_task, stage_config, stage_outputs
     from deeppose.data.registry import load_dataset
-    from deeppose.engine import build_network, fit
+    from deeppose.train.loop import build_network, fit
     from deeppose.geometry import diam
     from deeppose.models.cascade import refinement_stage
     from deeppose.models.factory import create_model
-    from deeppose.simulation import DisplacementStats, sample_displacements
+    from deeppose.train.simulation import DisplacementStats, sample_displacements
     from deeppose.skeleton import get_skeleton
 
     lsp = get_skeleton("lsp14")
@@ -180,7 +180,7 @@ def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, 
 
 
 def test_fine_tuning_from_a_cascade_takes_its_stage1(cascade_run, synthetic_root):
-    from deeppose.engine import build_model
+    from deeppose.train.loop import build_model
 
     cfg = load_config(None, [f"data.root={synthetic_root.parent}", *STAGE1, f"model.init={cascade_run / 'cascade.pt'}"])
     tuned = build_model(cfg, num_joints=14).state_dict()

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from deeppose.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from deeppose.errors import DeepPoseError
 from deeppose.models.factory import create_model
 
@@ -53,7 +53,7 @@ def test_tampered_and_malicious_files_are_refused(tmp_path):
 
 
 def test_shipped_fp16_copy_loads_and_predicts_alike(tmp_path):
-    from deeppose.checkpoint import ship_checkpoint
+    from deeppose.models.checkpoint import ship_checkpoint
 
     model = create_model("small", 14, 32)
     save_checkpoint(tmp_path / "c.pt", model, _meta(), optimizer={"state": {}})
@@ -76,7 +76,7 @@ def test_joints_box_frames_the_pose():
 
 
 def test_backbone_classifier_is_neither_kept_nor_required(tmp_path):
-    from deeppose.checkpoint import ship_checkpoint
+    from deeppose.models.checkpoint import ship_checkpoint
 
     model = create_model("mobilenet_v2", 14, 64, head="soft_argmax", stride=8, reduce=16)
     assert not [k for k in model.state_dict() if k.startswith("backbone.classifier.")]

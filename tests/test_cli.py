@@ -89,7 +89,7 @@ def test_eval_refuses_a_tampered_checkpoint(tiny_checkpoint, synthetic_root, tmp
 
 
 def test_train_to_a_budget_in_minutes(synthetic_root, tmp_path, capsys, monkeypatch):
-    from deeppose import budget
+    from deeppose.train import budget
 
     data = tmp_path / "data"
     data.mkdir()

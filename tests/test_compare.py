@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deeppose import budget, compare
-from deeppose.budget import budget_epochs
+from deeppose.train import budget, compare
+from deeppose.train.budget import budget_epochs
 from deeppose.cli import main
-from deeppose.compare import (
+from deeppose.train.compare import (
     architecture_predictors,
     complete,
     format_rows,
@@ -21,7 +21,7 @@ from deeppose.compare import (
 from deeppose.config import load_config
 from deeppose.errors import DeepPoseError
 from deeppose.models.factory import count_parameters
-from deeppose.objectives import Objective
+from deeppose.heads.objectives import Objective
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = ["data.input_size=64", "data.val_size=20", "data.train=[lsp:train]", "data.num_workers=0", "model.reduce=16",

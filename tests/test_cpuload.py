@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from deeppose.cpuload import CpuSample, cpu_sample, other_cores
+from deeppose.train.cpuload import CpuSample, cpu_sample, other_cores
 
 
 def test_other_cores_subtracts_our_own_time():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deeppose.config import load_config
-from deeppose.engine import build_model, fit
+from deeppose.train.loop import build_model, fit
 from deeppose.errors import DeepPoseError
 
 
@@ -105,7 +105,7 @@ def test_committed_recipes_load_and_build(recipe):
 
 
 def test_fine_tuning_starts_from_a_checkpoint(data_dir, tmp_path):
-    from deeppose.checkpoint import save_checkpoint, ship_checkpoint
+    from deeppose.models.checkpoint import save_checkpoint, ship_checkpoint
     from deeppose.models.factory import create_model
 
     fit(_cfg(data_dir, "epochs=1"), tmp_path / "run", progress=False)
@@ -131,9 +131,9 @@ def test_fine_tuning_starts_from_a_checkpoint(data_dir, tmp_path):
 def test_fine_tuning_needs_no_backbone_weights_file(tmp_path):
     from dataclasses import replace
 
-    from deeppose.checkpoint import save_checkpoint
+    from deeppose.models.checkpoint import save_checkpoint
     from deeppose.config import ModelConfig
-    from deeppose.engine import build_network
+    from deeppose.train.loop import build_network
 
     m = ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8, reduce=16, channels_last=False)
     trained = build_network(m, 14, 64)

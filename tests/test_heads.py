@@ -5,17 +5,17 @@ import math
 import pytest
 import torch
 
-from deeppose.checkpoint import network_from_meta
+from deeppose.models.checkpoint import network_from_meta
 from deeppose.config import HeatmapLossConfig
 from deeppose.errors import DeepPoseError
-from deeppose.heatmaps import gaussian_heatmaps
-from deeppose.losses import euclidean_loss
+from deeppose.heads.maps import gaussian_heatmaps
+from deeppose.heads.losses import euclidean_loss
 from deeppose.models.factory import create_model
-from deeppose.models.heatmap import PositionRefinement, crop_windows
-from deeppose.models.output import HeadOutput, head_output
+from deeppose.heads.heatmap import PositionRefinement, crop_windows
+from deeppose.heads.base import HeadOutput, head_output
 from deeppose.models.resnet import ResNet
-from deeppose.models.soft_argmax import mass_near, spatial_softmax
-from deeppose.objectives import SCORE_RADIUS, Objective, dsnt_regularizer, heatmap_mse, score_bce, window_target
+from deeppose.heads.dsnt import mass_near, spatial_softmax
+from deeppose.heads.objectives import SCORE_RADIUS, Objective, dsnt_regularizer, heatmap_mse, score_bce, window_target
 
 IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
 
@@ -97,7 +97,7 @@ def test_a_heatmap_model_moves_its_joint_by_the_fine_maximum():
     model = create_model("mobilenet_v2", 2, 64, head="heatmap", stride=8, reduce=16, refine=True).eval()
     with torch.no_grad():
         out = model.output(IMAGES)
-    from deeppose.heatmaps import argmax_decode
+    from deeppose.heads.maps import argmax_decode
 
     coarse, _ = argmax_decode(out.logits)
     offset, _ = argmax_decode(out.fine)

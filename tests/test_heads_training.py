@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.checkpoint import load_checkpoint
+from deeppose.models.checkpoint import load_checkpoint
 from deeppose.cli import main
 from deeppose.config import load_config
-from deeppose.engine import build_datasets, stage1_task
+from deeppose.train.loop import build_datasets, stage1_task
 from deeppose.visualize import save_image
 
 BASE = ["data.input_size=64", "data.num_workers=0", "data.train=[synthetic:train]", "data.val_size=16",

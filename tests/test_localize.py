@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.checkpoint import bundle_checkpoint, save_checkpoint
+from deeppose.models.checkpoint import bundle_checkpoint, save_checkpoint
 from deeppose.cli import main
 from deeppose.config import ModelConfig
 from deeppose.data.io import read_image
@@ -21,8 +21,8 @@ from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut, clear_region, synthetic_background, zoom_out_box
 from deeppose.errors import DeepPoseError
 from deeppose.geometry import joints_box
-from deeppose.inference import Predictor
-from deeppose.localize import (
+from deeppose.serve.predictor import Predictor
+from deeppose.serve.localize import (
     box_change,
     calibrate_presence,
     checked_box,
@@ -32,7 +32,7 @@ from deeppose.localize import (
     presence_probability,
     recrop_until_converged,
 )
-from deeppose.localizer_train import LocalizerConfig, build_localizer, localizer_meta
+from deeppose.train.localizer import LocalizerConfig, build_localizer, localizer_meta
 from deeppose.paths import default_model
 
 
@@ -307,9 +307,9 @@ def _tiny_run_config(**kw) -> LocalizerConfig:
 
 @pytest.mark.slow
 def test_localizer_training_resumes_to_the_same_weights(synthetic_root, tmp_path):
-    from deeppose.checkpoint import load_checkpoint
+    from deeppose.models.checkpoint import load_checkpoint
     from deeppose.data.synthetic import load_synthetic
-    from deeppose.localizer_train import train_localizer
+    from deeppose.train.localizer import train_localizer
 
     train, val = load_synthetic(synthetic_root, "train"), load_synthetic(synthetic_root, "val")
     splits = {"lsp_train": train.subset(range(24), "train"), "lspet_train": train.subset(range(24, 48), "train"),
@@ -329,7 +329,7 @@ def test_localizer_training_resumes_to_the_same_weights(synthetic_root, tmp_path
 
 
 def test_localizer_commands_refuse_a_pose_checkpoint(tmp_path):
-    from deeppose.localizer_train import calibrate_localizer, refit_presence
+    from deeppose.train.localizer import calibrate_localizer, refit_presence
 
     pose = _tiny_pose(tmp_path / "pose.pt")
     for run in (calibrate_localizer, refit_presence):
@@ -340,7 +340,7 @@ def test_localizer_commands_refuse_a_pose_checkpoint(tmp_path):
 
 def test_the_committed_localizer_recipe_loads_and_builds():
     from deeppose.config import read_config_file
-    from deeppose.localizer_train import localizer_config
+    from deeppose.train.localizer import localizer_config
 
     recipe = Path(__file__).parents[1] / "configs" / "localizer" / "mobilenet_v2_cpu.yaml"
     cfg = localizer_config(read_config_file(recipe))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from deeppose.losses import l1_loss, l2_loss, masked_mean, smooth_l1_loss
+from deeppose.heads.losses import l1_loss, l2_loss, masked_mean, smooth_l1_loss
 
 
 def test_eq4_l2_and_l1_per_joint():

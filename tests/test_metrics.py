@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deeppose.metrics import joint_errors, pck, pckh, pcp, pdj
+from deeppose.eval.metrics import joint_errors, pck, pckh, pcp, pdj
 from deeppose.skeleton import LSP14, MPII16
 
 
@@ -109,7 +109,7 @@ def test_metrics_reject_bad_shapes_and_empty_sets():
 
 
 def test_confidence_report_ranks_right_joints_above_wrong_ones():
-    from deeppose.metrics import confidence_report
+    from deeppose.eval.metrics import confidence_report
     from deeppose.skeleton import get_skeleton
 
     skeleton = get_skeleton("lsp14")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeppose.errors import DeepPoseError
-from deeppose.localize import corner_box
+from deeppose.serve.localize import corner_box
 from deeppose.paths import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
-    from deeppose.checkpoint import bundle_checkpoint, ship_checkpoint
+    from deeppose.models.checkpoint import bundle_checkpoint, ship_checkpoint
 
     if args.localizer:
         path = bundle_checkpoint(args.checkpoint, args.localizer, args.out, half=not args.fp32)
@@ -79,13 +79,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from deeppose.config import load_config
-    from deeppose.engine import fit
+    from deeppose.train.loop import fit
 
     cfg = load_config(args.config, args.overrides)
     if args.budget_minutes is not None:
         cfg = _budgeted(cfg, Path(args.out), args.budget_minutes, args.resume)
     if cfg.cascade.stages > 1:
-        from deeppose.cascade_train import train_cascade
+        from deeppose.train.cascade import train_cascade
 
         if args.stop_after_steps:
             raise DeepPoseError(args.config, "--stop-after-steps applies to one stage; use --stage and --resume")
@@ -103,7 +103,7 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
     the run's config.json so that a resumed run goes on with the same schedule."""
     from dataclasses import replace
 
-    from deeppose.budget import plan_epochs
+    from deeppose.train.budget import plan_epochs
 
     if cfg.cascade.stages > 1:
         raise DeepPoseError(out, "--budget-minutes plans a stage-1 run; give a cascade's stages their epochs")
@@ -124,9 +124,9 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from deeppose.data import load_dataset
-    from deeppose.evaluation import format_pcp_table, write_report, write_stage_report
-    from deeppose.localize import person_in_box
-    from deeppose.metrics import confidence_report
+    from deeppose.eval.report import format_pcp_table, write_report, write_stage_report
+    from deeppose.serve.localize import person_in_box
+    from deeppose.eval.metrics import confidence_report
     from deeppose.paths import data_root
 
     predictor = _predictor(args)
@@ -176,7 +176,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"  confidence: AUROC {conf['auroc']:.3f} (right vs wrong at PCK@0.2); PCK@0.2 of the most "
                   f"confident joints kept {kept}")
     print(format_pcp_table(rows))
-    from deeppose.evaluation import write_json
+    from deeppose.eval.report import write_json
 
     write_json(Path(args.out) / "boxes.json", summary)
     return 0
@@ -194,7 +194,7 @@ def _parse_box(text: str) -> np.ndarray:
 
 
 def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported lazily)
-    from deeppose.inference import Predictor
+    from deeppose.serve.predictor import Predictor
     from deeppose.paths import default_model
 
     checkpoint = args.checkpoint or default_model()
@@ -204,7 +204,7 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.data.io import read_image
-    from deeppose.evaluation import write_json
+    from deeppose.eval.report import write_json
     from deeppose.visualize import draw_box, draw_pose, save_image
 
     predictor = _predictor(args)
@@ -247,7 +247,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_localizer_train(args: argparse.Namespace) -> int:
     from deeppose.config import read_config_file
-    from deeppose.localizer_train import localizer_config, train_localizer
+    from deeppose.train.localizer import localizer_config, train_localizer
 
     cfg = localizer_config(read_config_file(args.config) if args.config else {})
     row = train_localizer(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty(),
@@ -257,7 +257,7 @@ def _cmd_localizer_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_localizer_tune(args: argparse.Namespace) -> int:
-    from deeppose.localizer_train import tune_box_rule
+    from deeppose.train.localizer import tune_box_rule
 
     result = tune_box_rule(args.checkpoint, args.pose, args.out, root=args.root, progress=sys.stderr.isatty())
     best = result["best"]
@@ -267,7 +267,7 @@ def _cmd_localizer_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_localizer_refit(args: argparse.Namespace) -> int:
-    from deeppose.localizer_train import refit_presence
+    from deeppose.train.localizer import refit_presence
 
     r = refit_presence(args.checkpoint, args.out, args.views, root=args.root, progress=sys.stderr.isatty())
     print(f"presence layer refit on {r['n_views']} training views ({r['n_negative']} with nobody): training error "
@@ -276,7 +276,7 @@ def _cmd_localizer_refit(args: argparse.Namespace) -> int:
 
 
 def _cmd_localizer_calibrate(args: argparse.Namespace) -> int:
-    from deeppose.localizer_train import calibrate_localizer
+    from deeppose.train.localizer import calibrate_localizer
 
     cal = calibrate_localizer(args.checkpoint, args.out, args.root, progress=sys.stderr.isatty())
     print(f"person_score = sigmoid({cal['a']:.3f} * logit + {cal['b']:.3f}) from {cal['n_positive']} photos with "
@@ -286,7 +286,7 @@ def _cmd_localizer_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from deeppose import compare
+    from deeppose.train import compare
 
     results = Path(args.results) if args.results else Path(args.out) / "comparison.json"
     rows = compare.carry_on(args.spec, args.out, results, args.only or None,

@@ -26,10 +26,10 @@ from deeppose.data.io import read_image
 from deeppose.data.registry import load_dataset
 from deeppose.data.synthetic import load_synthetic, write_synthetic
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.engine import fit
-from deeppose.evaluation import format_pcp_table, predict_dataset, write_json, write_report
-from deeppose.inference import Prediction, Predictor
-from deeppose.localize import corner_box
+from deeppose.train.loop import fit
+from deeppose.eval.report import format_pcp_table, predict_dataset, write_json, write_report
+from deeppose.serve.predictor import Prediction, Predictor
+from deeppose.serve.localize import corner_box
 from deeppose.visualize import contact_sheet, draw_box, draw_pose, save_image
 
 DEMO_OVERRIDES = ["data.train=[synthetic:train]", "data.val_size=200", "data.num_workers=0",
@@ -86,7 +86,7 @@ def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     localizer's validation split, the 5 MPII scenes, and 2 pictures with nobody in them."""
     from deeppose.data.whole_image import ZoomOut, clear_region, synthetic_background
     from deeppose.geometry import joints_box
-    from deeppose.localizer_train import whole_image_splits
+    from deeppose.train.localizer import whole_image_splits
 
     photos = []
     lsp = load_dataset("lsp", root / "lsp", "test")

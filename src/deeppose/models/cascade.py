@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from deeppose.geometry import crop_matrix, diam, joint_boxes, normalized_to_crop_pixel, warp_images_torch
-from deeppose.models.output import head_output
+from deeppose.heads.base import head_output
 from deeppose.skeleton import Skeleton
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from deeppose.errors import DeepPoseError
 from deeppose.models.alexnet import DeepPoseAlexNet
 from deeppose.models.mobilenet_v2 import MobileNetV2
-from deeppose.models.regression import PYRAMID_HEADS, BackboneRegressor
+from deeppose.models.regressor import PYRAMID_HEADS, BackboneRegressor
 from deeppose.models.resnet import ResNet
 from deeppose.models.small import SmallRegressor
 

@@ -2,7 +2,7 @@
 
 It is a stage-1 regressor (DSNT head) trained on whole photos with zoom-out views, plus one linear read-out
 of its deepest features (average- and max-pooled) that says whether anybody is in view. The pose network
-proper then works on the box it finds (`deeppose.localize`).
+proper then works on the box it finds (`deeppose.serve.localize`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deeppose.models.output import HeadOutput
-from deeppose.models.regression import BackboneRegressor
+from deeppose.heads.base import HeadOutput
+from deeppose.models.regressor import BackboneRegressor
 
 
 class PersonLocalizer(nn.Module):

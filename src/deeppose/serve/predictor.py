@@ -1,5 +1,5 @@
 """Predictor: a trained checkpoint applied to images: find the person (or take the given box), crop, forward,
-optional flip test, un-warp, re-crop until the box converges (`deeppose.localize`)."""
+optional flip test, un-warp, re-crop until the box converges (`deeppose.serve.localize`)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from deeppose.checkpoint import model_from_checkpoint
+from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
-from deeppose.evaluation import crops_to_image, predict_dataset
+from deeppose.eval.report import crops_to_image, predict_dataset
 from deeppose.geometry import square_box, whole_image_box
-from deeppose.localize import (
+from deeppose.serve.localize import (
     BOX_SCALE,
     FOUND_THRESHOLD,
     RECROPS,
@@ -33,7 +33,7 @@ from deeppose.localize import (
 )
 from deeppose.models.cascade import Cascade
 from deeppose.models.localizer import PersonLocalizer
-from deeppose.models.output import head_output
+from deeppose.heads.base import head_output
 from deeppose.skeleton import Skeleton, get_skeleton
 
 BOX_SOURCES = ("found", "annotated", "image")

@@ -18,7 +18,7 @@ from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.geometry import invert_affine, normalized_to_crop_pixel, transform_points
-from deeppose.metrics import pckh, pcp, pdj
+from deeppose.eval.metrics import pckh, pcp, pdj
 from deeppose.visualize import (
     contact_sheet,
     draw_pose,

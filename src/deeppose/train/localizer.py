@@ -19,19 +19,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deeppose.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
+from deeppose.models.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, OptimConfig
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut
-from deeppose.engine import EpochSampler, build_datasets, make_optimizer
+from deeppose.train.loop import EpochSampler, build_datasets, make_optimizer
 from deeppose.errors import DeepPoseError
-from deeppose.evaluation import crops_to_image, write_json
-from deeppose.losses import masked_mean
-from deeppose.metrics import pck
+from deeppose.eval.report import crops_to_image, write_json
+from deeppose.heads.losses import masked_mean
+from deeppose.eval.metrics import pck
 from deeppose.models.factory import create_model
 from deeppose.models.localizer import PersonLocalizer
-from deeppose.objectives import Objective
+from deeppose.heads.objectives import Objective
 from deeppose.paths import data_root
 
 
@@ -269,7 +269,7 @@ def localizer_and_splits(checkpoint: str | Path, root: str | Path | None
                          ) -> tuple[PersonLocalizer, dict[str, Any], dict[str, PoseDataset]]:
     """A localizer checkpoint's (model, meta) and the data splits of its training run (`whole_image_splits`);
     DeepPoseError when the file is not a localizer."""
-    from deeppose.checkpoint import model_from_checkpoint
+    from deeppose.models.checkpoint import model_from_checkpoint
 
     model, meta = model_from_checkpoint(checkpoint)
     if meta.get("kind") != "localizer":
@@ -288,7 +288,7 @@ def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Pat
     Returns:
         the calibration {"a", "b", "n_positive", "n_negative", "val_error_positive", "val_error_negative"}.
     """
-    from deeppose.localize import FOUND_THRESHOLD, calibrate_presence, presence_probability
+    from deeppose.serve.localize import FOUND_THRESHOLD, calibrate_presence, presence_probability
 
     model, meta, splits = localizer_and_splits(checkpoint, root)
     cfg = meta["config"]
@@ -320,9 +320,9 @@ def tune_box_rule(localizer: str | Path, pose: str | Path, out: str | Path,
     Returns:
         {"rows": [{"box_scale", "recrops", "lsp_val_pck", "lspet_val_pck", "score"}...], "best": row}.
     """
-    from deeppose.checkpoint import model_from_checkpoint
+    from deeppose.models.checkpoint import model_from_checkpoint
     from deeppose.data.io import read_image
-    from deeppose.inference import Predictor
+    from deeppose.serve.predictor import Predictor
 
     model, meta = model_from_checkpoint(localizer)
     if meta.get("kind") != "localizer":

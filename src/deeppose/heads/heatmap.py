@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deeppose.heatmaps import argmax_decode
-from deeppose.models.output import HeadOutput
-from deeppose.models.pyramid import PyramidHead, conv_bn_relu
+from deeppose.heads.maps import argmax_decode
+from deeppose.heads.base import HeadOutput
+from deeppose.heads.pyramid import PyramidHead, conv_bn_relu
 
 
 def window_grid(centres: torch.Tensor, side: float, size: int) -> torch.Tensor:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from deeppose.models.output import HeadOutput
-from deeppose.models.pyramid import PyramidHead
+from deeppose.heads.base import HeadOutput
+from deeppose.heads.pyramid import PyramidHead
 
 # Radius (box units, at least one heatmap cell) within which a DSNT map's mass counts as its confidence: about
 # PCK@0.2 of LSP's median torso (0.27 of the box).

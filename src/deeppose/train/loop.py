@@ -21,19 +21,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from deeppose.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
+from deeppose.models.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, OptimConfig, TrainConfig, to_dict
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.errors import DeepPoseError
-from deeppose.evaluation import predict_dataset
+from deeppose.eval.report import predict_dataset
 from deeppose.geometry import joints_box
-from deeppose.losses import masked_mean
-from deeppose.metrics import pck, pcp
+from deeppose.heads.losses import masked_mean
+from deeppose.eval.metrics import pck, pcp
 from deeppose.models.factory import count_parameters, create_model
-from deeppose.models.output import head_output
-from deeppose.objectives import Objective
+from deeppose.heads.base import head_output
+from deeppose.heads.objectives import Objective
 from deeppose.paths import data_root, weights_root
 
 TRAIN_LOG_EVERY = 10  # steps between rows of train_log.csv
@@ -238,14 +238,14 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
         progress: show a progress bar (loss, lr, images/s, ETA); without it a status line is printed every
             STATUS_LINE_SECONDS, for logs written to a file.
         make_task: builds the model, data, loss and validation from (cfg, train, val); the default trains
-            stage 1, `deeppose.cascade_train` passes a refinement stage.
+            stage 1, `deeppose.train.cascade` passes a refinement stage.
 
     Returns:
         summary dict: steps, epochs, best validation PCK, seconds of this call and of the whole run, images/s.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from deeppose.evaluation import write_json
+    from deeppose.eval.report import write_json
 
     if not 0 < cfg.epochs < float("inf"):
         raise DeepPoseError(None, f"config epochs: expected a positive number of epochs, got {cfg.epochs!r}")
