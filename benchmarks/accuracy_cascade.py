@@ -17,8 +17,8 @@ from common import RESULTS, write_result
 
 from deeppose.data import load_dataset
 from deeppose.eval.report import format_pcp_table, score
-from deeppose.serve.predictor import Predictor
 from deeppose.paths import data_root
+from deeppose.serve.predictor import Predictor
 
 # DeepPose Table 1, LSP, strict PCP: upper arm, lower arm, upper leg, lower leg, mean
 PAPER = {f"DeepPose-st{s}": dict(zip(("upper_arm", "lower_arm", "upper_leg", "lower_leg", "mean"), row))

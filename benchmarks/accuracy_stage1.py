@@ -15,8 +15,8 @@ from common import write_result
 
 from deeppose.data import load_dataset
 from deeppose.eval.report import format_pcp_table, score
-from deeppose.serve.predictor import Predictor
 from deeppose.paths import data_root
+from deeppose.serve.predictor import Predictor
 
 PAPER = {"deeppose stage 1": {"upper_arm": None, "lower_arm": None, "upper_leg": None, "lower_leg": None,
                               "mean": 0.54},

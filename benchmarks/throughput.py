@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader
 
 from deeppose.config import load_config
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.train.loop import EpochSampler, build_datasets, build_model, make_objective, make_optimizer
-from deeppose.heads.losses import masked_mean
 from deeppose.heads.base import head_output
+from deeppose.heads.losses import masked_mean
+from deeppose.train.loop import EpochSampler, build_datasets, build_model, make_objective, make_optimizer
 
 
 def step(model, opt, objective, batch, channels_last: bool) -> None:  # noqa: ANN001

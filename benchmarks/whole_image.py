@@ -34,11 +34,11 @@ from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import clear_region, synthetic_background
 from deeppose.eval.report import score
 from deeppose.geometry import joints_box
-from deeppose.serve.predictor import Prediction, Predictor
-from deeppose.serve.localize import annotated_box, person_in_box, recrop_until_converged
-from deeppose.train.localizer import whole_image_splits
 from deeppose.paths import data_root
+from deeppose.serve.localize import annotated_box, person_in_box, recrop_until_converged
+from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.skeleton import get_skeleton
+from deeppose.train.localizer import whole_image_splits
 
 MPII_TO_LSP = [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 8, 9]
 NOBODY_PHOTOS = ("chelsea", "coffee", "rocket", "horse", "coins", "brick", "grass", "gravel", "moon", "colorwheel",

@@ -13,8 +13,8 @@ from deeppose.models.cascade import (
     refinement_stage,
     refinement_target,
 )
-from deeppose.train.simulation import DisplacementStats, fit_displacements, sample_displacements, simulated_boxes
 from deeppose.skeleton import get_skeleton
+from deeppose.train.simulation import DisplacementStats, fit_displacements, sample_displacements, simulated_boxes
 
 LSP = get_skeleton("lsp14")
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint
 from deeppose.cli import main
 from deeppose.config import load_config
 from deeppose.errors import DeepPoseError
-from deeppose.serve.predictor import Predictor
 from deeppose.models.cascade import Cascade
+from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint
+from deeppose.serve.predictor import Predictor
 
 STAGE1 = ["data.input_size=32", "data.num_workers=0", "data.train=[synthetic:train]", "data.val_size=16",
           "model.arch=small", "optim.batch_size=16", "epochs=1"]
@@ -144,14 +144,14 @@ def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, 
     """A fixed-seed minute of Eq. 8 training: joints displaced from the truth come back closer to it."""
     from functools import partial
 
-    from deeppose.train.cascade import refinement_task, stage_config, stage_outputs
     from deeppose.data.registry import load_dataset
-    from deeppose.train.loop import build_network, fit
     from deeppose.geometry import diam
     from deeppose.models.cascade import refinement_stage
     from deeppose.models.factory import create_model
-    from deeppose.train.simulation import DisplacementStats, sample_displacements
     from deeppose.skeleton import get_skeleton
+    from deeppose.train.cascade import refinement_task, stage_config, stage_outputs
+    from deeppose.train.loop import build_network, fit
+    from deeppose.train.simulation import DisplacementStats, sample_displacements
 
     lsp = get_skeleton("lsp14")
     (tmp_path / "data").mkdir()

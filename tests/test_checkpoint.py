@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from deeppose.errors import DeepPoseError
+from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from deeppose.models.factory import create_model
 
 

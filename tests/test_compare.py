@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deeppose.cli import main
+from deeppose.config import load_config
+from deeppose.errors import DeepPoseError
+from deeppose.heads.objectives import Objective
+from deeppose.models.factory import count_parameters
 from deeppose.train import budget, compare
 from deeppose.train.budget import budget_epochs
-from deeppose.cli import main
 from deeppose.train.compare import (
     architecture_predictors,
     complete,
@@ -18,10 +22,6 @@ from deeppose.train.compare import (
     load_spec,
     plot_comparison,
 )
-from deeppose.config import load_config
-from deeppose.errors import DeepPoseError
-from deeppose.models.factory import count_parameters
-from deeppose.heads.objectives import Objective
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = ["data.input_size=64", "data.val_size=20", "data.train=[lsp:train]", "data.num_workers=0", "model.reduce=16",

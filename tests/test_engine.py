@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from deeppose.config import load_config
-from deeppose.train.loop import build_model, fit
 from deeppose.errors import DeepPoseError
+from deeppose.train.loop import build_model, fit
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +131,8 @@ def test_fine_tuning_starts_from_a_checkpoint(data_dir, tmp_path):
 def test_fine_tuning_needs_no_backbone_weights_file(tmp_path):
     from dataclasses import replace
 
-    from deeppose.models.checkpoint import save_checkpoint
     from deeppose.config import ModelConfig
+    from deeppose.models.checkpoint import save_checkpoint
     from deeppose.train.loop import build_network
 
     m = ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8, reduce=16, channels_last=False)

@@ -5,17 +5,17 @@ import math
 import pytest
 import torch
 
-from deeppose.models.checkpoint import network_from_meta
 from deeppose.config import HeatmapLossConfig
 from deeppose.errors import DeepPoseError
-from deeppose.heads.maps import gaussian_heatmaps
-from deeppose.heads.losses import euclidean_loss
-from deeppose.models.factory import create_model
-from deeppose.heads.heatmap import PositionRefinement, crop_windows
 from deeppose.heads.base import HeadOutput, head_output
-from deeppose.models.resnet import ResNet
 from deeppose.heads.dsnt import mass_near, spatial_softmax
+from deeppose.heads.heatmap import PositionRefinement, crop_windows
+from deeppose.heads.losses import euclidean_loss
+from deeppose.heads.maps import gaussian_heatmaps
 from deeppose.heads.objectives import SCORE_RADIUS, Objective, dsnt_regularizer, heatmap_mse, score_bce, window_target
+from deeppose.models.checkpoint import network_from_meta
+from deeppose.models.factory import create_model
+from deeppose.models.resnet import ResNet
 
 IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
 

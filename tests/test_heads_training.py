@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.models.checkpoint import load_checkpoint
 from deeppose.cli import main
 from deeppose.config import load_config
+from deeppose.models.checkpoint import load_checkpoint
 from deeppose.train.loop import build_datasets, stage1_task
 from deeppose.visualize import save_image
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from deeppose.heads.maps import argmax_decode, from_cells, gaussian_heatmaps, heatmap_variance, js_divergence, to_cells
 from deeppose.heads.dsnt import coordinate_vector, dsnt
+from deeppose.heads.maps import argmax_decode, from_cells, gaussian_heatmaps, heatmap_variance, js_divergence, to_cells
 
 
 def _joints(b: int, k: int, margin: float = 0.3, seed: int = 0) -> torch.Tensor:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.models.checkpoint import bundle_checkpoint, save_checkpoint
 from deeppose.cli import main
 from deeppose.config import ModelConfig
 from deeppose.data.io import read_image
@@ -21,7 +20,8 @@ from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut, clear_region, synthetic_background, zoom_out_box
 from deeppose.errors import DeepPoseError
 from deeppose.geometry import joints_box
-from deeppose.serve.predictor import Predictor
+from deeppose.models.checkpoint import bundle_checkpoint, save_checkpoint
+from deeppose.paths import default_model
 from deeppose.serve.localize import (
     box_change,
     calibrate_presence,
@@ -32,8 +32,8 @@ from deeppose.serve.localize import (
     presence_probability,
     recrop_until_converged,
 )
+from deeppose.serve.predictor import Predictor
 from deeppose.train.localizer import LocalizerConfig, build_localizer, localizer_meta
-from deeppose.paths import default_model
 
 
 def test_person_box_is_the_joints_extent_times_the_scale():
@@ -307,8 +307,8 @@ def _tiny_run_config(**kw) -> LocalizerConfig:
 
 @pytest.mark.slow
 def test_localizer_training_resumes_to_the_same_weights(synthetic_root, tmp_path):
-    from deeppose.models.checkpoint import load_checkpoint
     from deeppose.data.synthetic import load_synthetic
+    from deeppose.models.checkpoint import load_checkpoint
     from deeppose.train.localizer import train_localizer
 
     train, val = load_synthetic(synthetic_root, "train"), load_synthetic(synthetic_root, "val")

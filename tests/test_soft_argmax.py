@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from deeppose.geometry import crop_pixel_to_normalized
+from deeppose.heads.dsnt import SoftArgmaxHead, coordinate_vector, dsnt, spatial_softmax
 from deeppose.models.factory import create_model
 from deeppose.models.mobilenet_v2 import MobileNetV2
 from deeppose.models.resnet import ResNet
-from deeppose.heads.dsnt import SoftArgmaxHead, coordinate_vector, dsnt, spatial_softmax
 
 
 def test_dsnt_of_a_one_hot_map_is_that_cells_centre():

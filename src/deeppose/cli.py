@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeppose.errors import DeepPoseError
-from deeppose.serve.localize import corner_box
 from deeppose.paths import DEFAULT_MODEL
+from deeppose.serve.localize import corner_box
 
 if TYPE_CHECKING:
     from deeppose.config import TrainConfig
@@ -124,10 +124,10 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from deeppose.data import load_dataset
-    from deeppose.eval.report import format_pcp_table, write_report, write_stage_report
-    from deeppose.serve.localize import person_in_box
     from deeppose.eval.metrics import confidence_report
+    from deeppose.eval.report import format_pcp_table, write_report, write_stage_report
     from deeppose.paths import data_root
+    from deeppose.serve.localize import person_in_box
 
     predictor = _predictor(args)
     root = Path(args.root) if args.root else data_root() / args.dataset
@@ -194,8 +194,8 @@ def _parse_box(text: str) -> np.ndarray:
 
 
 def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported lazily)
-    from deeppose.serve.predictor import Predictor
     from deeppose.paths import default_model
+    from deeppose.serve.predictor import Predictor
 
     checkpoint = args.checkpoint or default_model()
     return Predictor.from_checkpoint(checkpoint, flip=args.flip, stages=args.stages, localizer=args.localizer,

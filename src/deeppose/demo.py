@@ -26,10 +26,10 @@ from deeppose.data.io import read_image
 from deeppose.data.registry import load_dataset
 from deeppose.data.synthetic import load_synthetic, write_synthetic
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.train.loop import fit
 from deeppose.eval.report import format_pcp_table, predict_dataset, write_json, write_report
-from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.serve.localize import corner_box
+from deeppose.serve.predictor import Prediction, Predictor
+from deeppose.train.loop import fit
 from deeppose.visualize import contact_sheet, draw_box, draw_pose, save_image
 
 DEMO_OVERRIDES = ["data.train=[synthetic:train]", "data.val_size=200", "data.num_workers=0",

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.geometry import invert_affine, normalized_to_crop_pixel, transform_points
 from deeppose.eval.metrics import pckh, pcp, pdj
+from deeppose.geometry import invert_affine, normalized_to_crop_pixel, transform_points
 from deeppose.visualize import (
     contact_sheet,
     draw_pose,

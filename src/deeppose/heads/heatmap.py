@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deeppose.heads.maps import argmax_decode
 from deeppose.heads.base import HeadOutput
+from deeppose.heads.maps import argmax_decode
 from deeppose.heads.pyramid import PyramidHead, conv_bn_relu
 
 

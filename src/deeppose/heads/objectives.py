@@ -17,10 +17,10 @@ import torch
 
 from deeppose.config import HeatmapLossConfig
 from deeppose.errors import DeepPoseError
-from deeppose.heads.maps import gaussian_heatmaps, heatmap_variance, js_divergence
-from deeppose.heads.losses import LOSSES
 from deeppose.heads.base import HeadOutput
 from deeppose.heads.dsnt import spatial_softmax
+from deeppose.heads.losses import LOSSES
+from deeppose.heads.maps import gaussian_heatmaps, heatmap_variance, js_divergence
 
 # Distance (box units) within which the fully-connected head's score counts a joint as right; about PCK@0.2
 # of LSP's median torso (0.27 of the box).

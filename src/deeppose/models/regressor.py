@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deeppose.heads.heatmap import HeatmapHead
-from deeppose.models.normalize import InputNormalize
 from deeppose.heads.base import HeadOutput
 from deeppose.heads.dsnt import SoftArgmaxHead
+from deeppose.heads.heatmap import HeatmapHead
+from deeppose.models.normalize import InputNormalize
 
 # "soft_argmax" and "dsnt" are one network (the DSNT transform); they differ in their training loss only.
 HEADS = ("fc", "soft_argmax", "dsnt", "heatmap")

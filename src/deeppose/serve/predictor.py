@@ -13,13 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
 from deeppose.eval.report import crops_to_image, predict_dataset
 from deeppose.geometry import square_box, whole_image_box
+from deeppose.heads.base import head_output
+from deeppose.models.cascade import Cascade
+from deeppose.models.checkpoint import model_from_checkpoint
+from deeppose.models.localizer import PersonLocalizer
 from deeppose.serve.localize import (
     BOX_SCALE,
     FOUND_THRESHOLD,
@@ -31,9 +34,6 @@ from deeppose.serve.localize import (
     presence_probability,
     recrop_until_converged,
 )
-from deeppose.models.cascade import Cascade
-from deeppose.models.localizer import PersonLocalizer
-from deeppose.heads.base import head_output
 from deeppose.skeleton import Skeleton, get_skeleton
 
 BOX_SOURCES = ("found", "annotated", "image")

@@ -21,13 +21,13 @@ from typing import Any
 import torch
 
 from deeppose.config import TrainConfig
-from deeppose.train.cpuload import cpu_sample, other_cores
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.train.loop import build_datasets, build_model, make_objective, make_optimizer
 from deeppose.errors import DeepPoseError
-from deeppose.heads.losses import masked_mean
 from deeppose.heads.base import head_output
+from deeppose.heads.losses import masked_mean
+from deeppose.train.cpuload import cpu_sample, other_cores
+from deeppose.train.loop import build_datasets, build_model, make_objective, make_optimizer
 
 EFFICIENCY = 0.85  # share of a budget spent in training steps (the rest: data loading, validation, checkpoints)
 

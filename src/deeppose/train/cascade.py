@@ -24,20 +24,20 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, ship_checkpoint
 from deeppose.config import CascadeConfig, TrainConfig, to_dict
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.train.loop import StageTask, architecture, build_datasets, build_network, fit, loss_mask, make_objective
 from deeppose.errors import DeepPoseError
+from deeppose.eval.metrics import pck, pcp
 from deeppose.eval.report import write_json
 from deeppose.geometry import diam
-from deeppose.heads.losses import masked_mean
-from deeppose.eval.metrics import pck, pcp
-from deeppose.models.cascade import Cascade, box_crops, refinement_stage, refinement_target
 from deeppose.heads.base import head_output
-from deeppose.train.simulation import DisplacementStats, fit_displacements, simulated_boxes
+from deeppose.heads.losses import masked_mean
+from deeppose.models.cascade import Cascade, box_crops, refinement_stage, refinement_target
+from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, ship_checkpoint
 from deeppose.skeleton import SKELETONS, Skeleton, get_skeleton
+from deeppose.train.loop import StageTask, architecture, build_datasets, build_network, fit, loss_mask, make_objective
+from deeppose.train.simulation import DisplacementStats, fit_displacements, simulated_boxes
 
 
 def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, dict[str, Any]]:

@@ -38,20 +38,20 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from deeppose.train.budget import plan_epochs
-from deeppose.train.cascade import refined_joints, train_cascade
 from deeppose.config import load_config
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
-from deeppose.train.loop import architecture, build_network, fit
 from deeppose.errors import DeepPoseError
-from deeppose.eval.report import score, write_json
-from deeppose.serve.predictor import Predictor
 from deeppose.eval.metrics import confidence_report
+from deeppose.eval.report import score, write_json
 from deeppose.models.cascade import Cascade
 from deeppose.models.factory import count_parameters
 from deeppose.paths import data_root
+from deeppose.serve.predictor import Predictor
 from deeppose.skeleton import get_skeleton
+from deeppose.train.budget import plan_epochs
+from deeppose.train.cascade import refined_joints, train_cascade
+from deeppose.train.loop import architecture, build_network, fit
 
 
 @dataclass

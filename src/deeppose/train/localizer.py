@@ -19,20 +19,20 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deeppose.models.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, OptimConfig
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut
-from deeppose.train.loop import EpochSampler, build_datasets, make_optimizer
 from deeppose.errors import DeepPoseError
+from deeppose.eval.metrics import pck
 from deeppose.eval.report import crops_to_image, write_json
 from deeppose.heads.losses import masked_mean
-from deeppose.eval.metrics import pck
+from deeppose.heads.objectives import Objective
+from deeppose.models.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from deeppose.models.factory import create_model
 from deeppose.models.localizer import PersonLocalizer
-from deeppose.heads.objectives import Objective
 from deeppose.paths import data_root
+from deeppose.train.loop import EpochSampler, build_datasets, make_optimizer
 
 
 @dataclass
@@ -320,8 +320,8 @@ def tune_box_rule(localizer: str | Path, pose: str | Path, out: str | Path,
     Returns:
         {"rows": [{"box_scale", "recrops", "lsp_val_pck", "lspet_val_pck", "score"}...], "best": row}.
     """
-    from deeppose.models.checkpoint import model_from_checkpoint
     from deeppose.data.io import read_image
+    from deeppose.models.checkpoint import model_from_checkpoint
     from deeppose.serve.predictor import Predictor
 
     model, meta = model_from_checkpoint(localizer)

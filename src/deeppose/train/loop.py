@@ -21,19 +21,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from deeppose.models.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, OptimConfig, TrainConfig, to_dict
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.errors import DeepPoseError
+from deeppose.eval.metrics import pck, pcp
 from deeppose.eval.report import predict_dataset
 from deeppose.geometry import joints_box
-from deeppose.heads.losses import masked_mean
-from deeppose.eval.metrics import pck, pcp
-from deeppose.models.factory import count_parameters, create_model
 from deeppose.heads.base import head_output
+from deeppose.heads.losses import masked_mean
 from deeppose.heads.objectives import Objective
+from deeppose.models.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
+from deeppose.models.factory import count_parameters, create_model
 from deeppose.paths import data_root, weights_root
 
 TRAIN_LOG_EVERY = 10  # steps between rows of train_log.csv
