@@ -11,12 +11,14 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from common import RESULTS, write_result
 
 from deeppose.data import load_dataset
 from deeppose.eval.report import format_pcp_table, score
+from deeppose.models.meta import ModelMeta
 from deeppose.paths import data_root
 from deeppose.serve.predictor import Predictor
 
@@ -26,13 +28,14 @@ PAPER = {f"DeepPose-st{s}": dict(zip(("upper_arm", "lower_arm", "upper_leg", "lo
                         (3, (0.56, 0.38, 0.77, 0.71, 0.61)))}
 
 
-def _stage_training(run: Path, meta: dict, stage1_result: dict) -> list[dict]:
+def _stage_training(run: Path, meta: ModelMeta, stage1_result: dict) -> list[dict]:
     """Per stage: the time its training took and its validation PCK, from the run folder's logs (stage 1: from
     the result file of its own run)."""
-    rows = [{"stage": 1, "best_val_pck": meta["stage1"].get("best_val_pck"),
+    rows = [{"stage": 1, "best_val_pck": meta.stage1.provenance.get("best_val_pck"),
              "train_minutes": stage1_result["training"]["train_minutes"],
              "note": f"the stage-1 run of {stage1_result['benchmark']}"}]
-    for r in meta["refiners"]:
+    for refiner in meta.refiners:
+        r = refiner.provenance
         s = r["stage"]
         val = list(csv.DictReader(open(run / f"stage{s}" / "val_log.csv")))
         stats = json.loads((run / f"stats_s{s}.json").read_text())
@@ -70,9 +73,7 @@ def main() -> int:
     summary = {"stage2_minus_stage1_pcp": round(plain[1]["pcp"]["mean"] - plain[0]["pcp"]["mean"], 4),
                "cascade_pcp": plain[-1]["pcp"]["mean"], "best_stage1_only_pcp": best_stage1,
                "target_stage2_gain": 0.04}
-    cascade = {"stages": meta["stages"], "sigma": meta["sigma"], "crop_size": meta["crop_size"],
-               "source_size": meta["source_size"], "joints": meta.get("joints", "all"),
-               "refiner_model": meta["refiners"][0]["model"]}
+    cascade = {"stages": meta.stages, **asdict(meta.cascade), "refiner_model": asdict(meta.refiners[0].model)}
     path = write_result(args.name, {"dataset": "LSP test (1001-2000), all 14 joints scored", "cascade": cascade,
                                     "training": _stage_training(args.run, meta, stage1_result), "results": results,
                                     "summary": summary, "paper": PAPER}, " ".join(sys.argv))

@@ -39,12 +39,13 @@ def main() -> int:
     train_rows = list(csv.DictReader(open(args.run / "train_log.csv")))
     val_rows = list(csv.DictReader(open(args.run / "val_log.csv")))
     meta = predictor.meta
-    cfg = meta["config"]
-    training = {"arch": meta["arch"], "head": meta["model"].get("head", "fc"), "input_size": meta["input_size"],
-                "n_parameters": meta.get("n_parameters"), "loss": cfg["loss"], "optimizer": cfg["optim"]["name"],
+    facts = meta.provenance
+    cfg = facts["config"]
+    training = {"arch": meta.model.arch, "head": meta.model.head, "input_size": meta.input_size,
+                "n_parameters": facts.get("n_parameters"), "loss": cfg["loss"], "optimizer": cfg["optim"]["name"],
                 "lr": cfg["optim"]["lr"], "batch_size": cfg["optim"]["batch_size"], "data": cfg["data"]["train"],
-                "epochs_run": len(val_rows), "epochs_planned": cfg["epochs"], "best_epoch": meta["epoch"],
-                "best_val_pck": meta["best_val_pck"],
+                "epochs_run": len(val_rows), "epochs_planned": cfg["epochs"], "best_epoch": facts["epoch"],
+                "best_val_pck": facts["best_val_pck"],
                 "train_minutes": round(float(train_rows[-1]["seconds"]) / 60, 1),
                 "train_images_per_s": float(train_rows[-1]["images_per_s"]),
                 "val_pck_by_epoch": [float(r["val_pck"]) for r in val_rows],

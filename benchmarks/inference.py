@@ -85,7 +85,7 @@ def main() -> int:
         return 0
     from deeppose.models.checkpoint import load_checkpoint
 
-    n_stages = load_checkpoint(args.checkpoint)["meta"].get("stages", 1)
+    n_stages = load_checkpoint(args.checkpoint)["meta"].stages
     # (batch, threads, repeats, flip, whole image, stages; 0 = all, -1 = stage 1 and all, alternating)
     cases = [(1, 1, 100, 0, 0, 0), (1, 2, 100, 0, 0, 0), (32, 2, 20, 0, 0, 0), (1, 1, 100, 1, 0, 0),
              (32, 2, 20, 1, 0, 0), (1, 2, 100, 0, 1, 0)]

@@ -19,7 +19,8 @@ from deeppose.config import load_config
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.heads.base import head_output
 from deeppose.heads.losses import masked_mean
-from deeppose.train.loop import EpochSampler, build_datasets, build_model, make_objective, make_optimizer
+from deeppose.train.builders import build_datasets, build_model, make_objective, make_optimizer
+from deeppose.train.loop import EpochSampler
 
 
 def step(model, opt, objective, batch, channels_last: bool) -> None:  # noqa: ANN001

@@ -191,7 +191,7 @@ def main() -> int:
     args = parser.parse_args()
     pipeline = Predictor.from_checkpoint(args.checkpoint)
     pose = Predictor.from_checkpoint(args.checkpoint, localize=False)
-    cfg = pipeline.localizer_meta["config"]
+    cfg = pipeline.localizer_meta.provenance["config"]
     root = data_root()
     splits = whole_image_splits(root, cfg["seed"], cfg["lsp_val_size"], cfg["lspet_val_size"])
     sets = {"lspet_val": splits["lspet_val"], "lsp_test": load_dataset("lsp", root / "lsp", "test"),
@@ -202,8 +202,9 @@ def main() -> int:
     images = [read_image(s.image_path) for s in splits["lspet_val"].samples[:args.timing_images]]
     timing = cost(pipeline, pose, images)
     command = f"benchmarks/whole_image.py --checkpoint {args.checkpoint} --name {args.name}"
-    path = write_result(args.name, {"checkpoint": args.checkpoint, "calibration": pipeline.localizer_meta.get(
-        "calibration"), "accuracy": acc, "no_person": nobody, "cost": timing,
+    calibration = pipeline.localizer_meta.provenance.get("calibration")
+    path = write_result(args.name, {"checkpoint": args.checkpoint, "calibration": calibration, "accuracy": acc,
+                                    "no_person": nobody, "cost": timing,
         "targets": {"whole_image_pck_within_annotated": 0.03, "whole_image_pck_above": 0.64}}, command)
     print(f"wrote {path}")
     return 0

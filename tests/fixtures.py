@@ -82,3 +82,14 @@ def flic_folder(root: Path) -> None:
                           np.array([[10.0, 5.0, 30.0, 45.0]]))
     scipy.io.savemat(root / "examples.mat", {"examples": examples})
     write_images(root / "images", [f"movie-{k:03d}.jpg" for k in range(3)], size=(72, 48))
+
+
+def schema1_checkpoint(path: Path, state: dict, meta: dict) -> Path:
+    """A checkpoint as deeppose wrote it before typed metadata (schema 1): a flat meta dict, the same container."""
+    import torch
+
+    from deeppose.models.checkpoint import FORMAT_VERSION, state_dict_sha256
+
+    torch.save({"format_version": FORMAT_VERSION, "model": state, "meta": meta,
+                "weights_sha256": state_dict_sha256(state)}, path)
+    return path

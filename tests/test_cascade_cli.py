@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deeppose.cli import main
-from deeppose.config import load_config
+from deeppose.config import ModelConfig, load_config
 from deeppose.errors import DeepPoseError
 from deeppose.models.cascade import Cascade
 from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -37,10 +37,10 @@ def test_a_cascade_run_writes_every_stage(cascade_run):
                  "outputs_s1.npz", "cascade_s1.pt", "cascade_s2.pt", "cascade_s3.pt", "cascade.pt"):
         assert (cascade_run / name).is_file(), name
     meta = load_checkpoint(cascade_run / "cascade.pt")["meta"]
-    assert meta["kind"] == "cascade" and meta["stages"] == 3 and [r["stage"] for r in meta["refiners"]] == [2, 3]
+    assert meta.kind == "cascade" and meta.stages == 3 and [r.provenance["stage"] for r in meta.refiners] == [2, 3]
     # the statistics a stage trained on are saved with the checkpoint
     stats = json.loads((cascade_run / "stats_s2.json").read_text())["stats"]
-    assert np.allclose(meta["refiners"][0]["stats"]["cov"], stats["cov"])
+    assert np.allclose(meta.refiners[0].provenance["stats"]["cov"], stats["cov"])
     assert np.array(stats["cov"]).shape == (14, 2, 2)
     model, _ = model_from_checkpoint(cascade_run / "cascade.pt")
     assert isinstance(model, Cascade) and model.num_stages == 3
@@ -114,7 +114,7 @@ def test_a_cascade_that_refines_only_the_wrists(cascade_run, synthetic_root, tmp
                  "cascade.joints=[l_wrist,r_wrist]", f"cascade.stage1={cascade_run / 'cascade_s1.pt'}",
                  "--out", str(run)]) == 0
     meta = load_checkpoint(run / "cascade.pt")["meta"]
-    assert meta["joints"] == ["r_wrist", "l_wrist"] and meta["refiners"][0]["joints"] == ["r_wrist", "l_wrist"]
+    assert meta.cascade.joints == ["r_wrist", "l_wrist"] and meta.refiners[0].cascade.joints == ["r_wrist", "l_wrist"]
     model, _ = model_from_checkpoint(run / "cascade.pt")
     assert model.joints == [6, 11]
     g = torch.Generator().manual_seed(0)
@@ -149,8 +149,9 @@ def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, 
     from deeppose.models.cascade import refinement_stage
     from deeppose.models.factory import create_model
     from deeppose.skeleton import get_skeleton
+    from deeppose.train.builders import build_network
     from deeppose.train.cascade import refinement_task, stage_config, stage_outputs
-    from deeppose.train.loop import build_network, fit
+    from deeppose.train.loop import fit
     from deeppose.train.simulation import DisplacementStats, sample_displacements
 
     lsp = get_skeleton("lsp14")
@@ -161,7 +162,7 @@ def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, 
                              "cascade.model.arch=mobilenet_v2", "cascade.optim.batch_size=16",
                              "cascade.optim.warmup_steps=5", "cascade.optim.lr=5e-3", "cascade.epochs=30"])
     torch.manual_seed(0)
-    previous = Cascade(create_model("small", 14, 32).eval(), [], lsp, 1.0, 24, 64)
+    previous = Cascade(create_model(ModelConfig("small"), 14, 32).eval(), [], lsp, 1.0, 24, 64)
     stats = DisplacementStats(np.zeros((14, 2)), np.tile(np.eye(2) * 0.15 ** 2, (14, 1, 1)), np.full(14, 100))
     fit(stage_config(cfg), tmp_path / "s2", progress=False,
         make_task=partial(refinement_task, previous=previous, stats=stats, stage=2))
@@ -180,7 +181,7 @@ def test_a_refinement_stage_measurably_refines_perturbed_joints(synthetic_root, 
 
 
 def test_fine_tuning_from_a_cascade_takes_its_stage1(cascade_run, synthetic_root):
-    from deeppose.train.loop import build_model
+    from deeppose.train.builders import build_model
 
     cfg = load_config(None, [f"data.root={synthetic_root.parent}", *STAGE1, f"model.init={cascade_run / 'cascade.pt'}"])
     tuned = build_model(cfg, num_joints=14).state_dict()

@@ -10,7 +10,7 @@ import yaml
 from deeppose.cli import main
 from deeppose.config import load_config
 from deeppose.errors import DeepPoseError
-from deeppose.heads.objectives import Objective
+from deeppose.heads import objective
 from deeppose.models.factory import count_parameters
 from deeppose.train import budget, compare
 from deeppose.train.budget import budget_epochs
@@ -196,6 +196,6 @@ def test_the_shipped_comparison_specs_are_valid(path):
     assert spec.references and len(spec.entries) >= 8
     for entry in spec.entries:
         cfg = load_config(spec.base, entry.overrides)
-        Objective(cfg.model.head, cfg.loss, cfg.heatmap)  # head and loss agree
+        objective(cfg.model.head, cfg.loss, cfg.heatmap)  # head and loss agree
         predictors = architecture_predictors(spec, entry)  # every entry builds, alone and with its cascade
         assert set(predictors) == {"stage1", "cascade"} if entry.cascade else {"stage1"}

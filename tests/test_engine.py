@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from deeppose.config import load_config
+from deeppose.config import ModelConfig, load_config
 from deeppose.errors import DeepPoseError
-from deeppose.train.loop import build_model, fit
+from deeppose.models.meta import ModelMeta
+from deeppose.train.builders import build_model
+from deeppose.train.loop import fit
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +29,11 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path):
     cfg = _cfg(data_dir, "data.num_workers=1")
     full = fit(cfg, tmp_path / "full", progress=False)
     part = fit(cfg, tmp_path / "part", stop_after_steps=3, progress=False)  # killed mid-epoch 1
-    assert part["stopped_early"] and part["steps"] == 3
+    assert part.stopped_early and part.steps == 3
     rest = fit(cfg, tmp_path / "part", resume=True, progress=False)
-    assert rest["steps"] == full["steps"] == 2 * (32 // 8)
+    assert rest.steps == full.steps == 2 * (32 // 8)
     # the time budget counts the training time of every call of a resumed run
-    assert abs(rest["train_seconds"] - (part["train_seconds"] + rest["seconds"])) < 1.0
+    assert abs(rest.train_seconds - (part.train_seconds + rest.seconds)) < 1.0
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -43,12 +45,12 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path):
 
 def test_a_budget_cut_mid_epoch_is_validated_and_the_budget_can_be_extended(data_dir, tmp_path):
     cut = fit(_cfg(data_dir, "max_minutes=1e-6"), tmp_path / "r", progress=False)  # out of time after one step
-    assert cut["stopped_early"] and cut["steps"] == 1
+    assert cut.stopped_early and cut.steps == 1
     rows = list(csv.DictReader(open(tmp_path / "r" / "val_log.csv")))
     assert [r["epoch"] for r in rows] == ["0.25"] and (tmp_path / "r" / "best.pt").is_file()
     # resuming with a longer budget is the same run; the partial epoch is not validated twice
     rest = fit(_cfg(data_dir, "max_minutes=0"), tmp_path / "r", resume=True, progress=False)
-    assert not rest["stopped_early"] and rest["steps"] == 2 * (32 // 8)
+    assert not rest.stopped_early and rest.steps == 2 * (32 // 8)
     rows = list(csv.DictReader(open(tmp_path / "r" / "val_log.csv")))
     assert [r["epoch"] for r in rows] == ["0.25", "1", "2"]
 
@@ -56,16 +58,16 @@ def test_a_budget_cut_mid_epoch_is_validated_and_the_budget_can_be_extended(data
 def test_a_fractional_last_epoch_is_cut_short_validated_and_resumable(data_dir, tmp_path):
     cfg = _cfg(data_dir, "epochs=1.5")  # 4 steps an epoch: 6 steps, validated after 4 and at the end
     full = fit(cfg, tmp_path / "full", progress=False)
-    assert full["steps"] == 6 and full["epochs_done"] == 1 and not full["stopped_early"]
+    assert full.steps == 6 and full.epochs_done == 1 and not full.stopped_early
     rows = list(csv.DictReader(open(tmp_path / "full" / "val_log.csv")))
     assert [r["epoch"] for r in rows] == ["1", "1.5"]
     part = fit(cfg, tmp_path / "part", stop_after_steps=5, progress=False)  # killed inside the partial epoch
-    assert part["steps"] == 5
-    assert fit(cfg, tmp_path / "part", resume=True, progress=False)["steps"] == 6
+    assert part.steps == 5
+    assert fit(cfg, tmp_path / "part", resume=True, progress=False).steps == 6
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert fit(cfg, tmp_path / "part", resume=True, progress=False)["steps"] == 6  # a finished run stays finished
+    assert fit(cfg, tmp_path / "part", resume=True, progress=False).steps == 6  # a finished run stays finished
 
 
 @pytest.mark.parametrize("epochs", ["0", "-1", "nan", "inf"])
@@ -119,9 +121,10 @@ def test_fine_tuning_starts_from_a_checkpoint(data_dir, tmp_path):
     assert all(torch.allclose(tuned[k].float(), trained[k].float(), atol=1e-2) for k in trained)
     # fine-tuning trains on from there (and the resolved config records where it started)
     summary = fit(_cfg(data_dir, "epochs=1", f"model.init={tmp_path / 'shipped.pt'}"), tmp_path / "ft", progress=False)
-    assert summary["steps"] == 32 // 8
+    assert summary.steps == 32 // 8
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["model"]["init"].endswith("shipped.pt")
-    save_checkpoint(tmp_path / "other.pt", create_model("small", 10, 32), {"arch": "small", "model": {}})
+    other = ModelMeta("stage1", "lsp14", 10, 32, model=ModelConfig("small"))
+    save_checkpoint(tmp_path / "other.pt", create_model(ModelConfig("small"), 10, 32), other)
     with pytest.raises(DeepPoseError, match="other.pt: weights do not fit architecture 'small'"):
         build_model(_cfg(data_dir, f"model.init={tmp_path / 'other.pt'}"), num_joints=14)
     with pytest.raises(DeepPoseError, match="none.pt: checkpoint not found"):
@@ -133,11 +136,11 @@ def test_fine_tuning_needs_no_backbone_weights_file(tmp_path):
 
     from deeppose.config import ModelConfig
     from deeppose.models.checkpoint import save_checkpoint
-    from deeppose.train.loop import build_network
+    from deeppose.train.builders import build_network
 
     m = ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8, reduce=16, channels_last=False)
     trained = build_network(m, 14, 64)
-    save_checkpoint(tmp_path / "run.pt", trained, {"arch": "mobilenet_v2", "model": {}})
+    save_checkpoint(tmp_path / "run.pt", trained, ModelMeta("stage1", "lsp14", 14, 64, model=m))
     missing = replace(m, backbone_weights=str(tmp_path / "none.pth"))
     with pytest.raises(DeepPoseError, match="none.pth"):
         build_network(missing, 14, 64)

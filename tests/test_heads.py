@@ -5,16 +5,18 @@ import math
 import pytest
 import torch
 
-from deeppose.config import HeatmapLossConfig
+from deeppose.config import HeatmapLossConfig, ModelConfig
 from deeppose.errors import DeepPoseError
+from deeppose.heads import objective
 from deeppose.heads.base import HeadOutput, head_output
-from deeppose.heads.dsnt import mass_near, spatial_softmax
-from deeppose.heads.heatmap import PositionRefinement, crop_windows
+from deeppose.heads.dsnt import dsnt_regularizer, mass_near, spatial_softmax
+from deeppose.heads.fc import SCORE_RADIUS, score_bce
+from deeppose.heads.heatmap import PositionRefinement, crop_windows, heatmap_mse, window_target
 from deeppose.heads.losses import euclidean_loss
 from deeppose.heads.maps import gaussian_heatmaps
-from deeppose.heads.objectives import SCORE_RADIUS, Objective, dsnt_regularizer, heatmap_mse, score_bce, window_target
-from deeppose.models.checkpoint import network_from_meta
+from deeppose.models.checkpoint import model_from_meta
 from deeppose.models.factory import create_model
+from deeppose.models.meta import meta_from_dict
 from deeppose.models.resnet import ResNet
 
 IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
@@ -29,7 +31,7 @@ IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
 ])
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18"])
 def test_every_head_gives_joints_and_a_confidence_in_0_1(arch, head, kw, maps):
-    model = create_model(arch, 14, 64, head=head, reduce=16, **kw).eval()
+    model = create_model(ModelConfig(arch, head=head, reduce=16, **kw), 14, 64).eval()
     with torch.no_grad():
         out = model.output(IMAGES)
         plain = model(IMAGES)
@@ -43,7 +45,7 @@ def test_every_head_gives_joints_and_a_confidence_in_0_1(arch, head, kw, maps):
 
 def test_refinement_needs_the_heatmap_head():
     with pytest.raises(ValueError, match="heatmap head"):
-        create_model("mobilenet_v2", 14, 64, head="dsnt", stride=8, refine=True)
+        create_model(ModelConfig("mobilenet_v2", head="dsnt", stride=8, refine=True), 14, 64)
 
 
 def test_resnet_has_a_stride_4_level():
@@ -52,9 +54,10 @@ def test_resnet_has_a_stride_4_level():
 
 
 def test_an_fc_checkpoint_without_a_score_still_loads_and_reports_unknown_confidence():
-    meta_model = {"arch": "mobilenet_v2", "head": "fc", "stride": 32, "reduce": 16}  # written before scores
-    model = network_from_meta(meta_model, 14, 64).eval()
-    assert model.score is None and not any("score" in k for k in model.state_dict())
+    old = {"arch": "mobilenet_v2", "model": {"arch": "mobilenet_v2", "head": "fc", "stride": 32, "reduce": 16},
+           "num_joints": 14, "skeleton": "lsp14", "input_size": 64}  # schema 1, written before scores
+    model = model_from_meta(meta_from_dict(old)).eval()
+    assert model.head.score is None and not any("score" in k for k in model.state_dict())
     with torch.no_grad():
         assert torch.isnan(head_output(model, IMAGES).confidence).all()
 
@@ -94,10 +97,10 @@ def test_position_refinement_reads_its_own_joint_map():
 
 
 def test_a_heatmap_model_moves_its_joint_by_the_fine_maximum():
-    model = create_model("mobilenet_v2", 2, 64, head="heatmap", stride=8, reduce=16, refine=True).eval()
+    model = create_model(ModelConfig("mobilenet_v2", head="heatmap", stride=8, reduce=16, refine=True), 2, 64).eval()
     with torch.no_grad():
         out = model.output(IMAGES)
-    from deeppose.heads.maps import argmax_decode
+    from deeppose.heads.heatmap import argmax_decode
 
     coarse, _ = argmax_decode(out.logits)
     offset, _ = argmax_decode(out.fine)
@@ -148,10 +151,10 @@ def test_the_objective_of_each_head_adds_its_terms():
     joints = torch.full((1, 2, 2), 0.1)
     out = HeadOutput(joints, torch.rand(1, 2), logits=logits)
     coordinate = euclidean_loss(joints, y)
-    assert torch.allclose(Objective("soft_argmax", "euclidean", hm)(out, y), coordinate)
-    assert torch.allclose(Objective("dsnt", "euclidean", hm)(out, y),
+    assert torch.allclose(objective("soft_argmax", "euclidean", hm)(out, y), coordinate)
+    assert torch.allclose(objective("dsnt", "euclidean", hm)(out, y),
                           coordinate + 2.0 * dsnt_regularizer(logits, y, 1.0, "js"))
-    assert torch.allclose(Objective("heatmap", "mse", hm)(out, y), heatmap_mse(logits, y, 1.0))
+    assert torch.allclose(objective("heatmap", "mse", hm)(out, y), heatmap_mse(logits, y, 1.0))
     # the DSNT transform of the same logits is what the regularizer sees
     assert torch.allclose(spatial_softmax(logits).sum((-2, -1)), torch.ones(1, 2))
 
@@ -163,4 +166,4 @@ def test_the_objective_of_each_head_adds_its_terms():
 ])
 def test_objective_config_errors(head, loss, reg, match):
     with pytest.raises(DeepPoseError, match=match):
-        Objective(head, loss, HeatmapLossConfig(regularizer=reg))
+        objective(head, loss, HeatmapLossConfig(regularizer=reg))

@@ -10,7 +10,8 @@ import torch
 from deeppose.cli import main
 from deeppose.config import load_config
 from deeppose.models.checkpoint import load_checkpoint
-from deeppose.train.loop import build_datasets, stage1_task
+from deeppose.train.builders import build_datasets
+from deeppose.train.stage1 import stage1_task
 from deeppose.visualize import save_image
 
 BASE = ["data.input_size=64", "data.num_workers=0", "data.train=[synthetic:train]", "data.val_size=16",
@@ -57,7 +58,7 @@ def test_each_head_trains_and_predicts_with_confidence(head, data_root, tmp_path
     run = tmp_path / head
     assert main(["train", f"data.root={data_root}", *BASE, *HEADS[head], "--out", str(run)]) == 0
     meta = load_checkpoint(run / "best.pt")["meta"]
-    assert meta["model"]["head"] == HEADS[head][0].split("=")[1]
+    assert meta.model.head == HEADS[head][0].split("=")[1]
     image = np.random.default_rng(0).integers(0, 255, (80, 60, 3), dtype=np.uint8)
     save_image(tmp_path / "person.png", image)
     capsys.readouterr()
@@ -76,7 +77,7 @@ def test_a_cascade_refines_with_a_heatmap_head(data_root, tmp_path):
             "cascade.loss=mse", "--out", str(run)]
     assert main(args) == 0
     meta = load_checkpoint(run / "cascade.pt")["meta"]
-    assert meta["refiners"][0]["model"]["head"] == "heatmap"
+    assert meta.refiners[0].model.head == "heatmap"
     assert main(["eval", "--checkpoint", str(run / "cascade.pt"), "--dataset", "synthetic", "--root",
                  str(data_root / "synthetic"), "--split", "test", "--out", str(tmp_path / "report")]) == 0
     confidence = json.loads((tmp_path / "report" / "metrics.json").read_text())["confidence"]

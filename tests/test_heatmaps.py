@@ -3,8 +3,10 @@ import math
 import pytest
 import torch
 
-from deeppose.heads.dsnt import coordinate_vector, dsnt
-from deeppose.heads.maps import argmax_decode, from_cells, gaussian_heatmaps, heatmap_variance, js_divergence, to_cells
+from deeppose.geometry import cell_centres, crop_pixel_to_normalized, normalized_to_crop_pixel
+from deeppose.heads.dsnt import dsnt, heatmap_variance, js_divergence
+from deeppose.heads.heatmap import argmax_decode
+from deeppose.heads.maps import gaussian_heatmaps
 
 
 def _joints(b: int, k: int, margin: float = 0.3, seed: int = 0) -> torch.Tensor:
@@ -14,9 +16,9 @@ def _joints(b: int, k: int, margin: float = 0.3, seed: int = 0) -> torch.Tensor:
 
 def test_cell_coordinates_round_trip_and_match_the_cell_centres():
     y = _joints(3, 5)
-    torch.testing.assert_close(from_cells(to_cells(y, (7, 9)), (7, 9)), y)
-    centres = torch.stack([coordinate_vector(9), torch.zeros(9)], dim=-1)
-    torch.testing.assert_close(to_cells(centres, (7, 9))[:, 0], torch.arange(9.0))
+    torch.testing.assert_close(crop_pixel_to_normalized(normalized_to_crop_pixel(y, (9, 7)), (9, 7)), y)
+    centres = torch.stack([cell_centres(9), torch.zeros(9)], dim=-1)
+    torch.testing.assert_close(normalized_to_crop_pixel(centres, (9, 7))[:, 0], torch.arange(9.0))
 
 
 @pytest.mark.parametrize("shape,sigma", [((16, 16), 1.0), ((32, 24), 1.5), ((8, 8), 1.0)])
@@ -32,7 +34,7 @@ def test_a_flat_neighbourhood_decodes_to_the_maximum_cell():
     maps = torch.zeros(1, 1, 5, 5)
     maps[0, 0, 2, 3] = 1.0
     x, y = argmax_decode(maps)[0][0, 0].tolist()
-    assert (x, y) == pytest.approx((coordinate_vector(5)[3].item(), coordinate_vector(5)[2].item()), abs=1e-6)
+    assert (x, y) == pytest.approx((cell_centres(5)[3].item(), cell_centres(5)[2].item()), abs=1e-6)
     # on the border the maximum cell itself is returned
     maps = torch.zeros(1, 1, 4, 4)
     maps[0, 0, 0, 3] = 1.0

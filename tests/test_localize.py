@@ -21,6 +21,7 @@ from deeppose.data.whole_image import WholeImageDataset, ZoomOut, clear_region, 
 from deeppose.errors import DeepPoseError
 from deeppose.geometry import joints_box
 from deeppose.models.checkpoint import bundle_checkpoint, save_checkpoint
+from deeppose.models.meta import ModelMeta
 from deeppose.paths import default_model
 from deeppose.serve.localize import (
     box_change,
@@ -187,10 +188,9 @@ def _tiny_localizer(path: Path) -> Path:
 def _tiny_pose(path: Path) -> Path:
     from deeppose.models.factory import create_model
 
-    model = create_model("mobilenet_v2", 14, 64, width=0.35, stride=8, reduce=16, head="dsnt")
-    m = {"arch": "mobilenet_v2", "width": 0.35, "stride": 8, "reduce": 16, "head": "dsnt"}
-    return save_checkpoint(path, model, {"arch": "mobilenet_v2", "model": m, "num_joints": 14, "skeleton": "lsp14",
-                                         "input_size": 64})
+    model = create_model(ModelConfig("mobilenet_v2", width=0.35, stride=8, reduce=16, head="dsnt"), 14, 64)
+    m = ModelConfig("mobilenet_v2", width=0.35, stride=8, reduce=16, head="dsnt")
+    return save_checkpoint(path, model, ModelMeta("stage1", "lsp14", 14, 64, model=m))
 
 
 def test_pipeline_checkpoint_round_trip(tmp_path):
@@ -323,13 +323,13 @@ def test_localizer_training_resumes_to_the_same_weights(synthetic_root, tmp_path
     assert a["step"] == b["step"] == 12
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
-    assert load_checkpoint(tmp_path / "a" / "best.pt")["meta"]["kind"] == "localizer"
+    assert load_checkpoint(tmp_path / "a" / "best.pt")["meta"].kind == "localizer"
     with pytest.raises(DeepPoseError, match="another config"):
         train_localizer(_tiny_run_config(lr=1e-3), tmp_path / "b", resume=True, splits=splits)
 
 
 def test_localizer_commands_refuse_a_pose_checkpoint(tmp_path):
-    from deeppose.train.localizer import calibrate_localizer, refit_presence
+    from deeppose.train.localizer_tune import calibrate_localizer, refit_presence
 
     pose = _tiny_pose(tmp_path / "pose.pt")
     for run in (calibrate_localizer, refit_presence):

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
+from deeppose.config import ModelConfig
 from deeppose.errors import DeepPoseError
+from deeppose.heads import head_output
 from deeppose.models.factory import ARCHS, count_parameters, create_model, load_backbone_weights
 from deeppose.models.mobilenet_v2 import MobileNetV2
 from deeppose.models.resnet import ResNet
@@ -13,18 +15,19 @@ SIZES = {"deeppose-alexnet": 220, "small": 64}
 @pytest.mark.parametrize("arch", ARCHS)
 def test_forward_shape_and_every_parameter_gets_a_gradient(arch):
     size = SIZES.get(arch, 64)
-    model = create_model(arch, num_joints=14, input_size=size)
+    model = create_model(ModelConfig(arch), 14, size)
     images = torch.randint(0, 255, (2, 3, size, size), dtype=torch.uint8)
     out = model(images)
     assert out.shape == (2, 14, 2) and torch.isfinite(out).all()
-    out.sum().backward()
+    full = head_output(model, images)  # the learned score too, where the head has one
+    (full.joints.sum() + torch.nan_to_num(full.confidence).sum()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None
                and not n.startswith(("backbone.classifier.", "backbone.fc."))]
     assert not missing, missing
 
 
 def test_deeppose_alexnet_matches_the_papers_layers():
-    model = create_model("deeppose-alexnet", 14, 220)
+    model = create_model(ModelConfig("deeppose-alexnet"), 14, 220)
     x = model.normalize(torch.zeros(1, 3, 220, 220, dtype=torch.uint8))
     assert model.features[:3](x).shape == (1, 96, 55, 55)   # C(55x55x96, 11x11/4) + LRN
     assert model.features[:7](x).shape == (1, 256, 27, 27)  # P, C(27x27x256, 5x5), LRN
@@ -33,7 +36,7 @@ def test_deeppose_alexnet_matches_the_papers_layers():
     # 5 conv + 3 linear layers as listed; the paper's "about 40M" undercounts its own F(4096) on 6x6x256.
     assert count_parameters(model) == 58_396_060
     with pytest.raises(ValueError, match="220"):
-        create_model("deeppose-alexnet", 14, 160)
+        create_model(ModelConfig("deeppose-alexnet"), 14, 160)
 
 
 @pytest.mark.parametrize("depth, n_params, n_keys", [(18, 11_689_512, 122), (34, 21_797_672, 218),
@@ -62,7 +65,7 @@ def test_shared_mobilenet_weights_load(shared_data):
     path = weights_root() / "mobilenet_v2_from_tflite_quant_dequantized.pth"
     if not path.is_file():
         pytest.fail(f"{path} missing beside the datasets")
-    model = create_model("mobilenet_v2", 14, 160, backbone_weights=path)
+    model = create_model(ModelConfig("mobilenet_v2"), 14, 160, backbone_weights=path)
     ref = torch.load(path, weights_only=True)
     torch.testing.assert_close(model.backbone.features[0][0].weight, ref["features.0.0.weight"])
 
@@ -77,7 +80,7 @@ def test_feature_strides():
 
 
 def test_freeze_bn_keeps_backbone_statistics_and_trains_the_head():
-    model = create_model("mobilenet_v2", 14, 64, freeze_bn=True).train()
+    model = create_model(ModelConfig("mobilenet_v2", freeze_bn=True), 14, 64).train()
     backbone_bn = model.backbone.features[3].conv[0][1]
     head_bn = model.head.reduce[1]
     before_backbone, before_head = backbone_bn.running_mean.clone(), head_bn.running_mean.clone()
@@ -88,5 +91,5 @@ def test_freeze_bn_keeps_backbone_statistics_and_trains_the_head():
     torch.testing.assert_close(backbone_bn.running_mean, before_backbone)
     assert not torch.equal(head_bn.running_mean, before_head)
     assert backbone_bn.weight.grad is not None  # affine parameters still learn
-    unfrozen = create_model("mobilenet_v2", 14, 64).train()
+    unfrozen = create_model(ModelConfig("mobilenet_v2"), 14, 64).train()
     assert unfrozen.backbone.features[3].conv[0][1].training

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from deeppose.geometry import crop_pixel_to_normalized
-from deeppose.heads.dsnt import SoftArgmaxHead, coordinate_vector, dsnt, spatial_softmax
+from deeppose.config import ModelConfig
+from deeppose.geometry import cell_centres, crop_pixel_to_normalized
+from deeppose.heads.dsnt import SoftArgmaxHead, dsnt, spatial_softmax
 from deeppose.models.factory import create_model
 from deeppose.models.mobilenet_v2 import MobileNetV2
 from deeppose.models.resnet import ResNet
@@ -16,7 +17,7 @@ def test_dsnt_of_a_one_hot_map_is_that_cells_centre():
 
 
 def test_dsnt_of_a_symmetric_map_is_its_centre():
-    g = torch.exp(-coordinate_vector(9) ** 2 * 40)
+    g = torch.exp(-cell_centres(9) ** 2 * 40)
     maps = (g[:, None] * g[None, :])[None, None]
     torch.testing.assert_close(dsnt(maps / maps.sum()), torch.zeros(1, 1, 2), atol=1e-6, rtol=0)
 
@@ -24,7 +25,7 @@ def test_dsnt_of_a_symmetric_map_is_its_centre():
 def test_cell_centres_agree_with_the_crops_pixel_convention():
     # A 32-px crop read at stride 4: cell j covers crop pixels 4j .. 4j+3, whose centre is pixel 4j + 1.5.
     pixels = torch.tensor([[4 * j + 1.5, 0.0] for j in range(8)])
-    torch.testing.assert_close(crop_pixel_to_normalized(pixels, (32, 32))[:, 0], coordinate_vector(8))
+    torch.testing.assert_close(crop_pixel_to_normalized(pixels, (32, 32))[:, 0], cell_centres(8))
 
 
 def test_spatial_softmax_sums_to_one_and_peaks_at_the_maximum():
@@ -56,16 +57,17 @@ def test_head_reads_every_level_and_outputs_coordinates_inside_the_box():
 
 
 def test_soft_argmax_regressor_and_bad_head_name():
-    model = create_model("mobilenet_v2", 14, 64, stride=8, reduce=16, head="soft_argmax")
-    assert model.strides == (8, 16, 32)
+    model = create_model(ModelConfig("mobilenet_v2", stride=8, reduce=16, head="soft_argmax"), 14, 64)
+    assert model.head.strides == (8, 16, 32)
     assert model(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).shape == (2, 14, 2)
     with pytest.raises(ValueError, match="unknown head"):
-        create_model("mobilenet_v2", 14, 64, head="gaussian")
+        create_model(ModelConfig("mobilenet_v2", head="gaussian"), 14, 64)
 
 
 def test_soft_argmax_regressor_learns_to_find_a_bright_square():
     torch.manual_seed(0)
-    model = create_model("mobilenet_v2", 1, 64, width=0.35, stride=8, reduce=16, head="soft_argmax", dropout=0.0)
+    m = ModelConfig("mobilenet_v2", width=0.35, stride=8, reduce=16, head="soft_argmax", dropout=0.0)
+    model = create_model(m, 1, 64)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
     def batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

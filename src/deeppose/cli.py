@@ -93,7 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                 progress=sys.stderr.isatty())
     else:
         summary = fit(cfg, args.out, resume=args.resume, stop_after_steps=args.stop_after_steps,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty()).summary()
     print(json.dumps(summary))
     return 0
 
@@ -176,7 +176,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"  confidence: AUROC {conf['auroc']:.3f} (right vs wrong at PCK@0.2); PCK@0.2 of the most "
                   f"confident joints kept {kept}")
     print(format_pcp_table(rows))
-    from deeppose.eval.report import write_json
+    from deeppose.files import write_json
 
     write_json(Path(args.out) / "boxes.json", summary)
     return 0
@@ -204,7 +204,7 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.data.io import read_image
-    from deeppose.eval.report import write_json
+    from deeppose.files import write_json
     from deeppose.visualize import draw_box, draw_pose, save_image
 
     predictor = _predictor(args)
@@ -257,7 +257,7 @@ def _cmd_localizer_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_localizer_tune(args: argparse.Namespace) -> int:
-    from deeppose.train.localizer import tune_box_rule
+    from deeppose.train.localizer_tune import tune_box_rule
 
     result = tune_box_rule(args.checkpoint, args.pose, args.out, root=args.root, progress=sys.stderr.isatty())
     best = result["best"]
@@ -267,7 +267,7 @@ def _cmd_localizer_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_localizer_refit(args: argparse.Namespace) -> int:
-    from deeppose.train.localizer import refit_presence
+    from deeppose.train.localizer_tune import refit_presence
 
     r = refit_presence(args.checkpoint, args.out, args.views, root=args.root, progress=sys.stderr.isatty())
     print(f"presence layer refit on {r['n_views']} training views ({r['n_negative']} with nobody): training error "
@@ -276,7 +276,7 @@ def _cmd_localizer_refit(args: argparse.Namespace) -> int:
 
 
 def _cmd_localizer_calibrate(args: argparse.Namespace) -> int:
-    from deeppose.train.localizer import calibrate_localizer
+    from deeppose.train.localizer_tune import calibrate_localizer
 
     cal = calibrate_localizer(args.checkpoint, args.out, args.root, progress=sys.stderr.isatty())
     print(f"person_score = sigmoid({cal['a']:.3f} * logit + {cal['b']:.3f}) from {cal['n_positive']} photos with "

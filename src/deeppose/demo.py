@@ -26,7 +26,9 @@ from deeppose.data.io import read_image
 from deeppose.data.registry import load_dataset
 from deeppose.data.synthetic import load_synthetic, write_synthetic
 from deeppose.data.torch_dataset import CropDataset
-from deeppose.eval.report import format_pcp_table, predict_dataset, write_json, write_report
+from deeppose.eval.report import format_pcp_table, write_report
+from deeppose.files import write_json
+from deeppose.serve.batch import predict_dataset
 from deeppose.serve.localize import corner_box
 from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.train.loop import fit
@@ -65,16 +67,16 @@ def run_demo(out: str | Path, epochs: int = 30, seed: int = 0, input_size: int =
         shutil.rmtree(out / "run")
     cfg = load_config(None, DEMO_OVERRIDES + [f"data.root={data}", f"data.input_size={input_size}",
                                               f"epochs={epochs}", f"seed={seed}"])
-    summary = fit(cfg, out / "run", progress=progress)
+    result = fit(cfg, out / "run", progress=progress)
     test = load_synthetic(data / "synthetic", "test")
-    pred = Predictor.from_checkpoint(out / "run" / "best.pt").predict_dataset(test, progress=progress)
+    pred = Predictor.from_checkpoint(result.best).predict_dataset(test, progress=progress)
     train = load_synthetic(data / "synthetic", "train")
     plain = CropDataset(train, input_size)
     mean_pose = torch.from_numpy(np.mean([plain[i]["joints"].numpy() for i in range(0, len(train), 10)], axis=0))
     baseline = write_report(out / "baseline", predict_dataset(MeanPose(mean_pose), test, input_size, progress=False),
                             test, "mean pose baseline")
     metrics = write_report(out, pred, test, f"demo regressor, {epochs} epochs", extra={
-        "train": summary, "baseline": {"pcp": baseline["pcp"], "pck": baseline["pck"]}})
+        "train": result.summary(), "baseline": {"pcp": baseline["pcp"], "pck": baseline["pck"]}})
     print(format_pcp_table({"mean pose": baseline["pcp"], "demo model": metrics["pcp"]}))
     print(f"PCK@0.2: mean pose {baseline['pck']['0.2']:.3f}  demo model {metrics['pck']['0.2']:.3f}   "
           f"report: {out}")

@@ -42,16 +42,22 @@ def _check_last(x: Any, size: int, what: str) -> None:
 def normalize(y: Array, b: Array) -> Array:
     """DeepPose (Toshev & Szegedy 2014) Eq. (1): N(y; b) = diag(1/b_w, 1/b_h) (y - b_c).
 
+    The one place Eq. 1 is written: a pose in its person box, a joint in its joint box (Eq. 6's refinement
+    target), a joint in its refinement window (Tompson).
+
     Args:
-        y: (..., K, 2) joints in image pixels, (x, y).
-        b: (..., 4) boxes (c_x, c_y, w, h), one per leading index.
+        y: (..., K, 2) points, (x, y), in the units of b.
+        b: (..., 4) one box (c_x, c_y, w, h) per pose, or (..., K, 4) one box per point (b has y's number of
+            dimensions); leading dimensions broadcast.
 
     Returns:
         (..., K, 2) box-normalized coordinates, in [-0.5, 0.5] inside the box.
     """
     _check_last(y, 2, "joints")
     _check_last(b, 4, "box")
-    return (y - b[..., None, 0:2]) / b[..., None, 2:4]
+    if b.ndim == y.ndim - 1:
+        b = b[..., None, :]
+    return (y - b[..., 0:2]) / b[..., 2:4]
 
 
 def denormalize(u: Array, b: Array) -> Array:
@@ -100,18 +106,47 @@ def square_box(b: Array) -> Array:
     return _stack([b[..., 0], b[..., 1], side[..., 0], side[..., 0]], -1)
 
 
-def crop_pixel_to_normalized(q: Array, out_size: tuple[int, int]) -> Array:
-    """Crop pixels (..., 2) of a (W, H) crop -> normalized crop coordinates in [-0.5, 0.5]."""
-    w, h = out_size
-    scale = q.new_tensor([w, h]) if isinstance(q, torch.Tensor) else np.array([w, h], dtype=q.dtype)
-    return (q + 0.5) / scale - 0.5
+def _grid_scale(like: Any, size: int | tuple[int, int]) -> Any:
+    if isinstance(size, int):
+        return size
+    w, h = size
+    return like.new_tensor([w, h]) if isinstance(like, torch.Tensor) else np.array([w, h], dtype=like.dtype)
 
 
-def normalized_to_crop_pixel(u: Array, out_size: tuple[int, int]) -> Array:
-    """Normalized crop coordinates (..., 2) -> pixels of a (W, H) crop; inverse of `crop_pixel_to_normalized`."""
-    w, h = out_size
-    scale = u.new_tensor([w, h]) if isinstance(u, torch.Tensor) else np.array([w, h], dtype=u.dtype)
-    return (u + 0.5) * scale - 0.5
+def crop_pixel_to_normalized(q: Array, size: int | tuple[int, int]) -> Array:
+    """The pixel/cell -> normalized converter, u = (q + 1/2) / n - 1/2: pixels of a crop, or cells of a heatmap,
+    whose n samples span the box, to box-normalized coordinates in [-0.5, 0.5].
+
+    Args:
+        q: (..., 2) (x, y) pixel or cell coordinates (integers at sample centres) with size (W, H), or any
+            shape with one size n for all.
+        size: (W, H) (a heatmap of m rows and n columns: (n, m)), or n.
+    """
+    return (q + 0.5) / _grid_scale(q, size) - 0.5
+
+
+def normalized_to_crop_pixel(u: Array, size: int | tuple[int, int]) -> Array:
+    """The normalized -> pixel/cell converter, q = (u + 1/2) n - 1/2; inverse of `crop_pixel_to_normalized`
+    (same arguments)."""
+    return (u + 0.5) * _grid_scale(u, size) - 0.5
+
+
+def cell_centres(n: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+    """Box-normalized centres of n cells (or samples) along one axis, (j + 1/2) / n - 1/2 for j = 0..n-1: (n,)."""
+    return crop_pixel_to_normalized(torch.arange(n, dtype=dtype, device=device), n)
+
+
+def own_joint(x: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+    """The own-joint read-out: of the K outputs computed for crop n, the one of the joint it was cut for
+    (DeepPose's refinement stages and Tompson's position refinement run one network for all joints).
+
+    Args:
+        x: (N, K, ...) outputs per crop; joint: (N,) long.
+
+    Returns:
+        (N, ...): x[n, joint[n]].
+    """
+    return x[torch.arange(len(x), device=x.device), joint]
 
 
 def crop_matrix(b: Array, out_size: tuple[int, int]) -> Array:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from deeppose.files import atomic_write
 from deeppose.skeleton import Skeleton
 
 
@@ -89,13 +89,11 @@ def contact_sheet(tiles: list[np.ndarray], columns: int = 6, tile_size: int = 16
 
 def save_image(path: str | Path, image: np.ndarray) -> Path:
     """Write an RGB uint8 image (PNG/JPEG by extension) atomically, creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write image")
-    os.replace(tmp, path)
-    return path
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{path}: could not write image")
+
+    return atomic_write(path, write)
 
 
 def _save_figure(fig: Any, path: Path) -> Path:
@@ -103,11 +101,10 @@ def _save_figure(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, fig.savefig)
+    finally:
+        plt.close(fig)
 
 
 def plot_pdj(alphas: np.ndarray, curves: dict[str, np.ndarray], path: str | Path, title: str = "PDJ") -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from deeppose.data.collect import OnBad, SampleCollector
 from deeppose.data.io import load_json
 from deeppose.data.sample import PoseDataset
 from deeppose.errors import DeepPoseError
+from deeppose.files import atomic_write
 from deeppose.skeleton import SKELETONS, Skeleton, get_skeleton
 
 BOX_COLUMNS = ("box_cx", "box_cy", "box_w", "box_h")
@@ -108,9 +108,8 @@ def load_custom(root: str | Path, split: str = "all", on_bad: OnBad = "error", n
 
 def write_custom_json(path: str | Path, skeleton: Skeleton, records: list[dict[str, Any]]) -> Path:
     """Write records (image, joints [[x, y, v]], optional box/split) as a custom-format JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"skeleton": skeleton.name, "samples": records}, f)
-    os.replace(tmp, path)
-    return path
+    def dump(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"skeleton": skeleton.name, "samples": records}, f)
+
+    return atomic_write(path, dump)

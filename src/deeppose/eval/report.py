@@ -1,24 +1,15 @@
-"""Run a coordinate-regression model over a dataset, score it, and write a report folder."""
+"""Score predictions against a dataset and write a report folder (metrics.json, PDJ plots, stick figures)."""
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset
-from deeppose.data.torch_dataset import CropDataset
 from deeppose.eval.metrics import pckh, pcp, pdj
-from deeppose.geometry import invert_affine, normalized_to_crop_pixel, transform_points
+from deeppose.files import write_json
 from deeppose.visualize import (
     contact_sheet,
     draw_pose,
@@ -28,43 +19,6 @@ from deeppose.visualize import (
     refinement_sheet,
     save_image,
 )
-
-
-def crops_to_image(u: torch.Tensor, affine: torch.Tensor, input_size: int) -> torch.Tensor:
-    """Normalized crop coordinates (B, K, 2) -> image pixels, through the inverse of the crop affine (B, 2, 3)."""
-    q = normalized_to_crop_pixel(u, (input_size, input_size))
-    return transform_points(invert_affine(affine.double()), q.double())
-
-
-@torch.inference_mode()
-def predict_dataset(model: Callable[..., Any], dataset: PoseDataset, input_size: int, batch_size: int = 64,
-                    num_workers: int = 0, progress: bool = True, source_size: int | None = None,
-                    with_confidence: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Predict every sample of `dataset` (plain crop of its box, no augmentation).
-
-    Args:
-        model: maps (B, 3, S, S) uint8 crops to (B, K, 2) normalized crop coordinates (a module is put in eval
-            mode here); with `source_size` it also takes (B, 3, R, R) sources, the boxes sampled at R pixels.
-            With `with_confidence` it returns (coordinates, (B, K) confidence).
-
-    Returns:
-        float64 predictions in image pixels, shaped like the model's output: (N, K, 2), or (N, n, K, 2) for
-        the n stages of a cascade; with `with_confidence`, also the (N, K) confidences.
-    """
-    if isinstance(model, nn.Module):
-        model.eval()
-    loader = DataLoader(CropDataset(dataset, input_size, source_size=source_size), batch_size=batch_size,
-                        num_workers=num_workers, generator=torch.Generator())
-    out, confidences = [], []
-    for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
-        u = model(batch["image"], batch["source"]) if source_size else model(batch["image"])
-        if with_confidence:
-            u, c = u
-            confidences.append(c.float().numpy())
-        shape = u.shape
-        out.append(crops_to_image(u.reshape(shape[0], -1, 2), batch["affine"], input_size).reshape(shape).numpy())
-    pred = np.concatenate(out)
-    return (pred, np.concatenate(confidences).astype(np.float64)) if with_confidence else pred
 
 
 def score(pred: np.ndarray, dataset: PoseDataset) -> dict:
@@ -105,16 +59,6 @@ def format_pcp_table(rows: dict[str, dict]) -> str:
         lines.append(f"{name:<14}" + "".join(f"{p.get(c, float('nan')):>11.3f}" for c in cols))
     return "\n".join(lines)
 
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-    return path
 
 
 def write_report(out: str | Path, pred: np.ndarray, dataset: PoseDataset, title: str, extra: dict | None = None,

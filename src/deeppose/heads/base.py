@@ -1,10 +1,23 @@
-"""What a pose head returns: joints, a per-joint confidence, and the maps its training loss needs."""
+"""What every pose head is and returns: the `Head` interface and its `HeadOutput`.
+
+A head turns backbone features into K box-normalized joints (Eq. 1) and a per-joint confidence, and knows its own
+training loss: the targets it encodes from the true joints, and how its output decodes back to coordinates. Each
+head is one module of `deeppose.heads`, listed in the table `deeppose.heads.HEADS`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+
+from deeppose.errors import DeepPoseError
+from deeppose.geometry import own_joint
+
+if TYPE_CHECKING:
+    from deeppose.config import HeatmapLossConfig, ModelConfig
 
 
 @dataclass
@@ -30,28 +43,68 @@ class HeadOutput:
     windows: torch.Tensor | None = None
 
     def select(self, joint: torch.Tensor) -> HeadOutput:
-        """Read output `joint[n]` of item n (the refinement stage's read-out: the crop of joint i reads its
-        output i), keeping a joint axis of length 1.
+        """The own-joint read-out of every field (`geometry.own_joint`), keeping a joint axis of length 1.
 
         Args:
-            joint: (B,) long.
+            joint: (B,) long, the joint each item's crop was cut for.
 
         Returns:
             A HeadOutput whose fields have K = 1.
         """
-        rows = torch.arange(len(joint), device=joint.device)
-
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[rows, joint][:, None]
+            return None if t is None else own_joint(t, joint)[:, None]
 
         return replace(self, **{f: pick(getattr(self, f)) for f in
                                 ("joints", "confidence", "logits", "score_logits", "fine", "windows")})
 
 
-def head_output(model: torch.nn.Module, images: torch.Tensor) -> HeadOutput:
-    """`model.output(images)` for the heads that have one; the plain joints with confidence NaN (unknown) for
+def head_output(model: nn.Module, images: torch.Tensor) -> HeadOutput:
+    """`model.output(images)` for the networks with a head; the plain joints with confidence NaN (unknown) for
     networks without (the paper's AlexNet, the demo network)."""
     if hasattr(model, "output"):
         return model.output(images)
     joints = model(images)
     return HeadOutput(joints, torch.full(joints.shape[:2], float("nan"), device=joints.device))
+
+
+def check_heatmap_settings(heatmap: HeatmapLossConfig) -> None:
+    """Refuse heatmap-target settings no head can train with (DeepPoseError naming the config key)."""
+    if heatmap.regularizer not in ("js", "variance", ""):
+        raise DeepPoseError(None, f"config heatmap.regularizer: {heatmap.regularizer!r} is not js, variance or ''")
+    if heatmap.sigma <= 0 or heatmap.fine_sigma <= 0 or heatmap.weight < 0:
+        raise DeepPoseError(None, "config heatmap: sigma and fine_sigma must be positive, weight non-negative")
+
+
+class Head(nn.Module):
+    """A pose head: its network, its decoding to coordinates and confidence, its targets and its loss.
+
+    A subclass implements:
+        build(backbone, num_joints, input_size, m): the head for a backbone and an architecture config.
+        features(backbone, x): the backbone features it reads, from normalized images (B, 3, S, S).
+        output(features): a `HeadOutput` (joints, confidence, and what the loss needs).
+        forward(features): (B, K, 2) joints alone (the inference path; `output(...).joints` by default).
+        check_loss(loss, key): refuse a coordinate loss it cannot train with.
+        loss(out, target, loss, heatmap): (..., K) per-joint training losses against (..., K, 2) true joints.
+    """
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Backbone features -> (B, K, 2) box-normalized joints."""
+        return self.output(features).joints
+
+    @classmethod
+    def build(cls, backbone: nn.Module, num_joints: int, input_size: int, m: ModelConfig) -> Head:
+        raise NotImplementedError
+
+    def features(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def output(self, features: list[torch.Tensor]) -> HeadOutput:
+        raise NotImplementedError
+
+    @classmethod
+    def check_loss(cls, loss: str, key: str) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:
+        raise NotImplementedError

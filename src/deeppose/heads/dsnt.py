@@ -2,17 +2,25 @@
 
 This is the parameter-free DSNT transform of Nibali et al. (SPEC §3): trained with a coordinate loss alone it is
 the "soft_argmax" head; with DSNT's Jensen-Shannon or variance regularizer on the normalized maps (see
-`objectives`) it is the "dsnt" head. Both are the same network. Coordinates are box-normalized as in Eq. 1: the
+`DSNTHead.loss`) it is the "dsnt" head. Both are the same network. Coordinates are box-normalized as in Eq. 1: the
 crop spans [-1/2, 1/2] in x and y, so cell j of n has centre (j + 1/2) / n - 1/2 — half the DSNT paper's X_{i,j}, whose
 range is (-1, 1).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+from deeppose.geometry import cell_centres
 from deeppose.heads.base import HeadOutput
+from deeppose.heads.losses import LOSSES, check_coordinate_loss
+from deeppose.heads.maps import gaussian_heatmaps
 from deeppose.heads.pyramid import PyramidHead
+
+if TYPE_CHECKING:
+    from deeppose.config import HeatmapLossConfig
 
 # Radius (box units, at least one heatmap cell) within which a DSNT map's mass counts as its confidence: about
 # PCK@0.2 of LSP's median torso (0.27 of the box).
@@ -32,11 +40,6 @@ def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float().reshape(b, k, m * n), dim=-1).reshape(b, k, m, n)
 
 
-def coordinate_vector(n: int, device: torch.device | None = None) -> torch.Tensor:
-    """Box-normalized centres of n cells along one axis: (j + 1/2) / n - 1/2 for j = 0..n-1, shape (n,)."""
-    return (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n - 0.5
-
-
 def dsnt(heatmaps: torch.Tensor) -> torch.Tensor:
     """DSNT(Ĥ) = (<Ĥ, X>_F, <Ĥ, Y>_F), the expected position under each normalized map (SPEC §3).
 
@@ -47,8 +50,8 @@ def dsnt(heatmaps: torch.Tensor) -> torch.Tensor:
         (B, K, 2) expected (x, y) in box-normalized units (Eq. 1), within (-1/2, 1/2).
     """
     m, n = heatmaps.shape[-2:]
-    x = (heatmaps.sum(dim=-2) * coordinate_vector(n, heatmaps.device)).sum(dim=-1)
-    y = (heatmaps.sum(dim=-1) * coordinate_vector(m, heatmaps.device)).sum(dim=-1)
+    x = (heatmaps.sum(dim=-2) * cell_centres(n, device=heatmaps.device)).sum(dim=-1)
+    y = (heatmaps.sum(dim=-1) * cell_centres(m, device=heatmaps.device)).sum(dim=-1)
     return torch.stack([x, y], dim=-1)
 
 
@@ -64,9 +67,67 @@ def mass_near(heatmaps: torch.Tensor, joints: torch.Tensor, radius: float = CONF
     """
     m, n = heatmaps.shape[-2:]
     r = max(radius, 1.0 / min(m, n))
-    dx = coordinate_vector(n, heatmaps.device)[None, None, None, :] - joints[..., 0, None, None]
-    dy = coordinate_vector(m, heatmaps.device)[None, None, :, None] - joints[..., 1, None, None]
+    dx = cell_centres(n, device=heatmaps.device)[None, None, None, :] - joints[..., 0, None, None]
+    dy = cell_centres(m, device=heatmaps.device)[None, None, :, None] - joints[..., 1, None, None]
     return (heatmaps * ((dx ** 2 + dy ** 2) <= r * r)).sum(dim=(-2, -1)).clamp(0.0, 1.0)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Jensen-Shannon divergence D_JS(p || q) = (KL(p || m) + KL(q || m)) / 2, m = (p + q) / 2 (DSNT §3).
+
+    Args:
+        p, q: (..., m, n) maps that each sum to 1.
+
+    Returns:
+        (...) divergences in nats, in [0, ln 2].
+    """
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    mid = 0.5 * (p + q)
+
+    def kl(a: torch.Tensor) -> torch.Tensor:
+        return (a * (torch.log(a + eps) - torch.log(mid + eps))).sum(dim=(-2, -1))
+
+    return 0.5 * (kl(p) + kl(q))
+
+
+def heatmap_variance(heatmaps: torch.Tensor) -> torch.Tensor:
+    """Variance of each normalized map along x and y, in cells squared (DSNT's variance regularizer).
+
+    Args:
+        heatmaps: (B, K, m, n), each summing to 1.
+
+    Returns:
+        (B, K, 2) (Var_x, Var_y).
+    """
+    m, n = heatmaps.shape[-2:]
+    cols = torch.arange(n, dtype=heatmaps.dtype, device=heatmaps.device)
+    rows = torch.arange(m, dtype=heatmaps.dtype, device=heatmaps.device)
+    px, py = heatmaps.sum(dim=-2), heatmaps.sum(dim=-1)
+    mx, my = (px * cols).sum(-1, keepdim=True), (py * rows).sum(-1, keepdim=True)
+    return torch.stack([(px * (cols - mx) ** 2).sum(-1), (py * (rows - my) ** 2).sum(-1)], dim=-1)
+
+
+def dsnt_regularizer(logits: torch.Tensor, target: torch.Tensor, sigma: float, kind: str) -> torch.Tensor:
+    """DSNT's heatmap regularizer per joint (Nibali et al. 2018, §4).
+
+    Args:
+        logits: (..., K, m, n) heatmap logits Z; target: (..., K, 2) box-normalized joints.
+        sigma: sigma_t in cells; kind: "js" (D_JS(Ĥ || 𝒩(y, sigma_t^2 I))) or "variance" ((Var - sigma_t^2)^2
+            summed over x and y, in cells^2).
+
+    Returns:
+        (..., K).
+    """
+    shape = logits.shape
+    flat = logits.reshape(-1, 1, *shape[-2:])
+    heatmaps = spatial_softmax(flat)
+    if kind == "js":
+        gauss = gaussian_heatmaps(target.reshape(-1, 1, 2), shape[-2:], sigma, normalize=True)
+        return js_divergence(heatmaps, gauss).reshape(shape[:-2])
+    if kind == "variance":
+        return (heatmap_variance(heatmaps) - sigma ** 2).pow(2).sum(-1).reshape(shape[:-2])
+    raise ValueError(f"unknown regularizer {kind!r}; known: js, variance")
 
 
 class SoftArgmaxHead(PyramidHead):
@@ -85,3 +146,30 @@ class SoftArgmaxHead(PyramidHead):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Backbone features (shallowest first) -> (B, K, 2) box-normalized joints."""
         return dsnt(spatial_softmax(self.heatmap_logits(features)))
+
+    @classmethod
+    def check_loss(cls, loss: str, key: str) -> None:
+        check_coordinate_loss(loss, "soft_argmax", key)
+
+    @staticmethod
+    def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:
+        """(..., K): the coordinate loss on the DSNT output alone (the codec is Eq. 1's coordinates)."""
+        return LOSSES[loss](out.joints, target)
+
+
+class DSNTHead(SoftArgmaxHead):
+    """The DSNT head (Nibali et al. 2018): the soft-argmax network, trained with the coordinate loss plus
+    lambda times a regularizer on its normalized maps (`dsnt_regularizer`: the Jensen-Shannon divergence to a
+    Gaussian of sigma_t at the joint, or its variance towards sigma_t^2), `heatmap.weight` = lambda."""
+
+    @classmethod
+    def check_loss(cls, loss: str, key: str) -> None:
+        check_coordinate_loss(loss, "dsnt", key)
+
+    @staticmethod
+    def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:
+        """(..., K): coordinate loss + lambda * regularizer (none when `heatmap.regularizer` is "" or lambda 0)."""
+        value = LOSSES[loss](out.joints, target)
+        if heatmap.regularizer and heatmap.weight > 0:
+            value = value + heatmap.weight * dsnt_regularizer(out.logits, target, heatmap.sigma, heatmap.regularizer)
+        return value

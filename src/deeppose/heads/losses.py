@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from deeppose.errors import DeepPoseError
+
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape or pred.shape[-1] != 2:
@@ -60,3 +62,10 @@ def masked_mean(losses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"losses and mask must have the same shape, got {tuple(losses.shape)} and {tuple(mask.shape)}")
     m = mask.to(losses.dtype)
     return (losses * m).sum() / m.sum().clamp_min(1.0)
+
+
+def check_coordinate_loss(loss: str, head: str, key: str) -> None:
+    """Refuse a coordinate loss that is not one of LOSSES (DeepPoseError naming the config key)."""
+    if loss not in LOSSES:
+        raise DeepPoseError(None, f"config {key}: unknown loss {loss!r} for head {head!r} ({', '.join(LOSSES)}; "
+                                  f"'mse' is the heatmap head's)")

@@ -1,6 +1,6 @@
 """Build a model from its architecture name; load backbone weights in torchvision's layout.
 
->>> model = create_model("mobilenet_v2", num_joints=14, input_size=160)
+>>> model = create_model(ModelConfig("mobilenet_v2"), num_joints=14, input_size=160)
 >>> model(torch.zeros(2, 3, 160, 160, dtype=torch.uint8)).shape
 torch.Size([2, 14, 2])
 """
@@ -8,15 +8,18 @@ torch.Size([2, 14, 2])
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from deeppose.config import ModelConfig
 from deeppose.errors import DeepPoseError
+from deeppose.heads import head_class
 from deeppose.models.alexnet import DeepPoseAlexNet
 from deeppose.models.mobilenet_v2 import MobileNetV2
-from deeppose.models.regressor import PYRAMID_HEADS, BackboneRegressor
+from deeppose.models.regressor import BackboneRegressor
 from deeppose.models.resnet import ResNet
 from deeppose.models.small import SmallRegressor
 
@@ -79,45 +82,47 @@ def unused_classifier_keys(state: dict) -> list[str]:
     return [k for k in state if k.startswith(("backbone.classifier.", "backbone.fc."))]
 
 
-def create_model(arch: str, num_joints: int, input_size: int, dropout: float | None = None, width: float = 1.0,
-                 stride: int = 32, reduce: int = 128, hidden: int = 0, backbone_weights: str | Path | None = None,
-                 freeze_bn: bool = False, head: str = "fc", top_stride: int = 32, score: bool = False,
-                 refine: bool = False) -> nn.Module:
-    """Create a stage-1 regressor.
+def create_model(m: ModelConfig, num_joints: int, input_size: int,
+                 backbone_weights: str | Path | None = None) -> nn.Module:
+    """The one place an architecture config becomes a network (training builds it so, checkpoints rebuild it so).
 
     Args:
-        arch: one of ARCHS. "deeppose-alexnet" is the paper's network (input 220, dropout 0.6 by default);
-            "small" is the demo network; the others put an FC regression head on a torchvision backbone.
+        m: the architecture: `m.arch` one of ARCHS ("deeppose-alexnet": the paper's network, input 220, dropout
+            0.6 by default; "small": the demo network; the others: a torchvision backbone with the head
+            `m.head` of `deeppose.heads.HEADS`), width, dropout (None: the architecture's default) and the
+            head's settings. Its weights fields (backbone_weights, init) are not read here.
         num_joints: K.
         input_size: side of the square input crop.
-        dropout: dropout before the fully-connected layers (None: the architecture's default).
-        width: channel multiplier (MobileNetV2) or first-layer width / 16 ("small").
-        stride, reduce, hidden: where and how the FC head reads the backbone (see BackboneRegressor).
-        backbone_weights: optional torchvision-layout ImageNet weights for the backbone.
-        freeze_bn: keep the backbone's BatchNorm statistics fixed while training (see BackboneRegressor).
-        head: "fc", "soft_argmax", "dsnt" or "heatmap" for the backbone architectures (see BackboneRegressor).
-        top_stride: deepest backbone level of the heatmap heads (see BackboneRegressor).
-        score, refine: the FC head's learned confidence; the heatmap head's position refinement.
+        backbone_weights: torchvision-layout ImageNet weights for the backbone (None: random init).
     """
-    if arch == "deeppose-alexnet":
+    if m.arch == "deeppose-alexnet":
         if input_size != 220:
             raise ValueError(f"deeppose-alexnet takes 220 x 220 inputs (the paper's), got {input_size}")
         if backbone_weights:
             raise ValueError("deeppose-alexnet is trained from scratch, as in the paper; no backbone weights")
-        return DeepPoseAlexNet(num_joints, 0.6 if dropout is None else dropout)
-    if arch == "small":
-        return SmallRegressor(num_joints, input_size, width=round(16 * width),
-                              dropout=0.1 if dropout is None else dropout)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
-    backbone = build_backbone(arch, width)
+        model: nn.Module = DeepPoseAlexNet(num_joints, 0.6 if m.dropout is None else m.dropout)
+    elif m.arch == "small":
+        model = SmallRegressor(num_joints, input_size, width=round(16 * m.width),
+                               dropout=0.1 if m.dropout is None else m.dropout)
+    else:
+        model = regressor(m, num_joints, input_size, backbone_weights)
+    return model.to(memory_format=torch.channels_last) if m.channels_last else model
+
+
+def regressor(m: ModelConfig, num_joints: int, input_size: int, backbone_weights: str | Path | None = None
+              ) -> BackboneRegressor:
+    """A backbone and the head `m.head` (see `create_model`)."""
+    if m.arch not in ARCHS:
+        raise ValueError(f"unknown architecture {m.arch!r}; known: {', '.join(ARCHS)}")
+    if input_size % m.stride:
+        raise ValueError(f"input_size {input_size} must be a multiple of the feature stride {m.stride}")
+    head = head_class(m.head)
+    backbone = build_backbone(m.arch, m.width)
     if backbone_weights:
         load_backbone_weights(backbone, backbone_weights)
     drop_classifier(backbone)
-    if head in PYRAMID_HEADS and top_stride < 32 and hasattr(backbone, "truncate"):
-        backbone.truncate(top_stride)
-    return BackboneRegressor(backbone, num_joints, input_size, stride, reduce, hidden,
-                             0.2 if dropout is None else dropout, freeze_bn, head, top_stride, score, refine)
+    m = replace(m, dropout=0.2 if m.dropout is None else m.dropout)
+    return BackboneRegressor(backbone, head.build(backbone, num_joints, input_size, m), input_size, m.freeze_bn)
 
 
 def count_parameters(model: nn.Module) -> int:

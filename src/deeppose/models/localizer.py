@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from deeppose.heads.base import HeadOutput
+from deeppose.heads.dsnt import SoftArgmaxHead
 from deeppose.models.regressor import BackboneRegressor
 
 
@@ -23,11 +24,11 @@ class PersonLocalizer(nn.Module):
 
     def __init__(self, regressor: BackboneRegressor) -> None:
         super().__init__()
-        if regressor.head_kind not in ("dsnt", "soft_argmax"):
-            raise ValueError(f"the localizer needs a dsnt or soft_argmax head, got {regressor.head_kind!r}")
+        if not isinstance(regressor.head, SoftArgmaxHead):
+            raise ValueError(f"the localizer needs a dsnt or soft_argmax head, got {type(regressor.head).__name__}")
         self.regressor = regressor
         self.input_size = regressor.input_size
-        channels = regressor.backbone.feature_channels(regressor.strides[-1])
+        channels = regressor.backbone.feature_channels(regressor.head.strides[-1])
         self.presence = nn.Linear(2 * channels, 1)
         nn.init.zeros_(self.presence.bias)
         nn.init.normal_(self.presence.weight, std=1e-3)
@@ -35,10 +36,10 @@ class PersonLocalizer(nn.Module):
     def output_and_pooled(self, images: torch.Tensor) -> tuple[HeadOutput, torch.Tensor]:
         """(B, 3, S, S) uint8 -> (the head's output, (B, 2C) the deepest features average- and max-pooled: what
         the presence layer reads)."""
-        r = self.regressor
-        features = r.backbone.forward_pyramid(r._inputs(images), r.strides)
+        features = self.regressor.features(images)
         top = features[-1]
-        return r.head.output(features), torch.cat([top.mean(dim=(-2, -1)), top.amax(dim=(-2, -1))], dim=1).float()
+        pooled = torch.cat([top.mean(dim=(-2, -1)), top.amax(dim=(-2, -1))], dim=1).float()
+        return self.regressor.head.output(features), pooled
 
     def output(self, images: torch.Tensor) -> tuple[HeadOutput, torch.Tensor]:
         """(B, 3, S, S) uint8 -> (the head's output: joints (B, K, 2) box-normalized, ...; (B,) presence logits)."""

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,14 +16,14 @@ from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
-from deeppose.eval.report import crops_to_image, predict_dataset
 from deeppose.geometry import square_box, whole_image_box
 from deeppose.heads.base import head_output
 from deeppose.models.cascade import Cascade
 from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.models.localizer import PersonLocalizer
+from deeppose.models.meta import BoxRule, ModelMeta
+from deeppose.serve.batch import crops_to_image, predict_dataset
 from deeppose.serve.localize import (
-    BOX_SCALE,
     FOUND_THRESHOLD,
     RECROPS,
     TOLERANCE,
@@ -104,18 +103,18 @@ class Predictor(nn.Module):
         localizer: a `PersonLocalizer` that finds the person when no box is given (None: the whole image).
         localizer_meta: its checkpoint meta (input size, box scale, presence calibration).
         recrops: re-crops on the pose network's own prediction after localization (0: none; None: the
-            localizer's setting, `localizer_meta["recrops"]`, else `localize.RECROPS`).
+            localizer's setting, `localizer_meta.box_rule.recrops`, else `localize.RECROPS`).
         tol: a re-crop stops once the box moves by less than this fraction of its side.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], flip: bool = False, stages: int | None = None,
-                 localizer: PersonLocalizer | None = None, localizer_meta: dict[str, Any] | None = None,
+    def __init__(self, model: nn.Module, meta: ModelMeta, flip: bool = False, stages: int | None = None,
+                 localizer: PersonLocalizer | None = None, localizer_meta: ModelMeta | None = None,
                  recrops: int | None = None, tol: float = TOLERANCE) -> None:
         super().__init__()
         self.model = model.eval()
         self.meta = meta
-        self.skeleton = get_skeleton(meta["skeleton"])
-        self.input_size = int(meta["input_size"])
+        self.skeleton = get_skeleton(meta.skeleton)
+        self.input_size = meta.input_size
         self.flip = flip
         self.is_cascade = isinstance(model, Cascade)
         self.source_size = model.source_size if self.is_cascade else None
@@ -123,13 +122,17 @@ class Predictor(nn.Module):
         if stages is not None and not 1 <= stages <= self.num_stages:
             raise ValueError(f"stages must be in 1..{self.num_stages} for this model, got {stages}")
         self.stages = stages or self.num_stages
-        self.localizer_meta = localizer_meta or {}
-        recrops = int(self.localizer_meta.get("recrops", RECROPS)) if recrops is None else recrops
+        self.localizer_meta = localizer_meta
+        self.box_rule = (localizer_meta.box_rule if localizer_meta is not None else None) or BoxRule()
+        if recrops is None:
+            recrops = RECROPS if self.box_rule.recrops is None else self.box_rule.recrops
         if recrops < 0 or tol < 0:
             raise ValueError(f"recrops and tol must be non-negative, got {recrops} and {tol}")
         self.localizer = None if localizer is None else localizer.eval()
-        if localizer is not None and self.localizer_meta.get("skeleton", self.skeleton.name) != self.skeleton.name:
-            raise ValueError(f"the localizer predicts {self.localizer_meta['skeleton']} joints, the pose model "
+        if localizer is not None and localizer_meta is None:
+            raise ValueError("a localizer needs its checkpoint meta (input size, box rule, calibration)")
+        if localizer is not None and localizer_meta.skeleton != self.skeleton.name:
+            raise ValueError(f"the localizer predicts {localizer_meta.skeleton} joints, the pose model "
                              f"{self.skeleton.name}")
         self.recrops = recrops
         self.tol = tol
@@ -143,16 +146,16 @@ class Predictor(nn.Module):
         it out."""
         model, meta = model_from_checkpoint(path)
         loc, loc_meta = None, None
-        if meta.get("kind") == "pipeline":
-            loc, loc_meta = model.localizer, meta["localizer"]
-            model, meta = model.pose, meta["pose"]
-        elif meta.get("kind") == "localizer":
+        if meta.kind == "pipeline":
+            loc, loc_meta = model.localizer, meta.localizer
+            model, meta = model.pose, meta.pose
+        elif meta.kind == "localizer":
             raise DeepPoseError(path, "this is a person localizer alone; give it as --localizer next to a pose model")
         if localizer is not None:  # a localizer checkpoint, or a pipeline whose localizer is taken
             loc, loc_meta = model_from_checkpoint(localizer)
-            if loc_meta.get("kind") == "pipeline":
-                loc, loc_meta = loc.localizer, loc_meta["localizer"]
-            if loc_meta.get("kind") != "localizer":
+            if loc_meta.kind == "pipeline":
+                loc, loc_meta = loc.localizer, loc_meta.localizer
+            if loc_meta.kind != "localizer":
                 raise DeepPoseError(localizer, "not a person localizer checkpoint (nor a pipeline holding one)")
         try:
             return cls(model, meta, flip, stages, loc if localize else None, loc_meta if localize else None,
@@ -233,7 +236,7 @@ class Predictor(nn.Module):
         (B, K, 2) its coarse joints in pixels)."""
         if self.localizer is None:
             raise ValueError("this predictor has no person localizer")
-        size = int(self.localizer_meta["input_size"])
+        size = self.localizer_meta.input_size
         if boxes is None:
             boxes = np.stack([square_box(whole_image_box(im.shape[1], im.shape[0])) for im in images])
         logits, joints = [], []
@@ -242,8 +245,8 @@ class Predictor(nn.Module):
             u, logit = self.localizer(x)
             joints.append(crops_to_image(u, affine, size).numpy())
             logits.append(logit.float().numpy())
-        cal = self.localizer_meta.get("calibration", {"a": 1.0, "b": 0.0})
-        return presence_probability(np.concatenate(logits), cal["a"], cal["b"]), np.concatenate(joints)
+        rule = self.box_rule
+        return presence_probability(np.concatenate(logits), rule.a, rule.b), np.concatenate(joints)
 
     def predict_images(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None,
                        batch_size: int = 32) -> list[Prediction]:
@@ -285,7 +288,7 @@ class Predictor(nn.Module):
                     source[i] = "image"
             else:
                 score, coarse = self.presence_and_pose(ims, None, batch_size)
-                scale = float(self.localizer_meta.get("box_scale", BOX_SCALE))
+                scale = self.box_rule.box_scale
                 result = recrop_until_converged(
                     lambda idx, b: self.pose_in_boxes([ims[i] for i in idx], b, batch_size),
                     person_box(coarse, scale), self.recrops, self.tol, scale)

@@ -26,8 +26,8 @@ from deeppose.data.torch_dataset import CropDataset
 from deeppose.errors import DeepPoseError
 from deeppose.heads.base import head_output
 from deeppose.heads.losses import masked_mean
+from deeppose.train.builders import build_datasets, build_model, make_objective, make_optimizer
 from deeppose.train.cpuload import cpu_sample, other_cores
-from deeppose.train.loop import build_datasets, build_model, make_objective, make_optimizer
 
 EFFICIENCY = 0.85  # share of a budget spent in training steps (the rest: data loading, validation, checkpoints)
 

@@ -12,9 +12,9 @@ Run folder:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,18 +29,20 @@ from deeppose.data.sample import PoseDataset
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.errors import DeepPoseError
 from deeppose.eval.metrics import pck, pcp
-from deeppose.eval.report import write_json
+from deeppose.files import atomic_write, copy_file, write_json
 from deeppose.geometry import diam
 from deeppose.heads.base import head_output
 from deeppose.heads.losses import masked_mean
 from deeppose.models.cascade import Cascade, box_crops, refinement_stage, refinement_target
 from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, ship_checkpoint
+from deeppose.models.meta import CascadeGeometry, ModelMeta
 from deeppose.skeleton import SKELETONS, Skeleton, get_skeleton
-from deeppose.train.loop import StageTask, architecture, build_datasets, build_network, fit, loss_mask, make_objective
+from deeppose.train.builders import architecture, build_datasets, build_network, loss_mask, make_objective
+from deeppose.train.loop import StageTask, fit
 from deeppose.train.simulation import DisplacementStats, fit_displacements, simulated_boxes
 
 
-def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, dict[str, Any]]:
+def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, ModelMeta]:
     """Load a stage-1 or cascade checkpoint as a Cascade with the geometry of `cfg.cascade`.
 
     Returns:
@@ -48,19 +50,18 @@ def as_cascade(path: str | Path, cfg: TrainConfig) -> tuple[Cascade, dict[str, A
     """
     model, meta = model_from_checkpoint(path)
     c = cfg.cascade
-    skeleton = get_skeleton(meta["skeleton"])
+    skeleton = get_skeleton(meta.skeleton)
     joints = refined_joints(c, skeleton)
-    if meta.get("kind") == "cascade":
-        have = (meta["sigma"], meta["crop_size"], meta["source_size"], meta.get("joints", list(skeleton.joints)))
-        want = (c.sigma, c.crop_size, c.source_size, [skeleton.joints[j] for j in joints])
+    if meta.kind == "cascade":
+        have = meta.cascade
+        want = CascadeGeometry(c.sigma, c.crop_size, c.source_size, [skeleton.joints[j] for j in joints])
         if have != want:
-            raise DeepPoseError(path, f"cascade has sigma/crop_size/source_size/joints {'/'.join(map(str, have))}, "
-                                      f"the config {'/'.join(map(str, want))}")
+            raise DeepPoseError(path, f"cascade has geometry {have}, the config {want}")
         return model, meta
+    if meta.kind != "stage1":
+        raise DeepPoseError(path, f"a cascade builds on a stage-1 or cascade checkpoint, not a {meta.kind}")
     cascade = Cascade(model, [], skeleton, c.sigma, c.crop_size, c.source_size, joints).eval()
-    stage1 = {k: v for k, v in meta.items() if k in ("arch", "model", "num_joints", "skeleton", "input_size",
-                                                      "config", "best_val_pck", "train_seconds", "n_parameters")}
-    return cascade, cascade_meta(stage1, [], c)
+    return cascade, cascade_meta(meta, [], c)
 
 
 def refined_joints(c: CascadeConfig, skeleton: Skeleton) -> list[int]:
@@ -73,14 +74,13 @@ def refined_joints(c: CascadeConfig, skeleton: Skeleton) -> list[int]:
         raise DeepPoseError(None, f"config cascade.joints: {e.args[0]}") from None
 
 
-def cascade_meta(stage1: dict[str, Any], refiners: list[dict[str, Any]], c: CascadeConfig) -> dict[str, Any]:
+def cascade_meta(stage1: ModelMeta, refiners: list[ModelMeta], c: CascadeConfig) -> ModelMeta:
     """The checkpoint meta of a cascade: the stage-1 meta, one entry per refinement stage, and the geometry."""
-    skeleton = get_skeleton(stage1["skeleton"])
-    return {"kind": "cascade", "arch": "cascade", "num_joints": stage1["num_joints"], "skeleton": stage1["skeleton"],
-            "input_size": stage1["input_size"], "stages": 1 + len(refiners), "sigma": c.sigma,
-            "crop_size": c.crop_size, "source_size": c.source_size,
-            "joints": [skeleton.joints[j] for j in refined_joints(c, skeleton)], "stage1": stage1,
-            "refiners": refiners}
+    skeleton = get_skeleton(stage1.skeleton)
+    geometry = CascadeGeometry(c.sigma, c.crop_size, c.source_size,
+                               [skeleton.joints[j] for j in refined_joints(c, skeleton)])
+    return ModelMeta("cascade", stage1.skeleton, stage1.num_joints, stage1.input_size, cascade=geometry,
+                     stage1=stage1, refiners=refiners)
 
 
 @torch.inference_mode()
@@ -159,11 +159,10 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
         return {"val_pck": pck(out, val_gt, val_labelled, skeleton, cfg.val_alpha),
                 "val_pcp": pcp(out, val_gt, val_labelled, skeleton)["mean"]}
 
-    meta = {"kind": "refiner", "stage": stage, "arch": c.model.arch, "model": asdict(c.model), "num_joints": k,
-            "skeleton": skeleton.name, "input_size": c.crop_size, "sigma": c.sigma, "crop_size": c.crop_size,
-            "joints": [skeleton.joints[j] for j in joints.tolist()],
-            "source_size": c.source_size, "stats": stats.to_dict(), "config": to_dict(cfg),
-            "previous_val_pck": pck(val_pred[:, -1], val_gt, val_labelled, skeleton, cfg.val_alpha)}
+    geometry = CascadeGeometry(c.sigma, c.crop_size, c.source_size, [skeleton.joints[j] for j in joints.tolist()])
+    meta = ModelMeta("refiner", skeleton.name, k, c.crop_size, model=c.model, cascade=geometry, provenance={
+        "stage": stage, "stats": stats.to_dict(), "config": to_dict(cfg),
+        "previous_val_pck": pck(val_pred[:, -1], val_gt, val_labelled, skeleton, cfg.val_alpha)})
     crops = CropDataset(train, c.source_size, cfg.data.augment, seed=cfg.seed)
     return StageTask(model, crops, loss, validate, meta)
 
@@ -189,9 +188,7 @@ def displacement_stats(previous: Cascade, cfg: TrainConfig, out: Path, stage: in
         pred, gt, labelled, _ = stage_outputs(previous, train, previous.stage1.input_size,
                                               num_workers=cfg.data.num_workers, progress=progress)
         pred = pred[:, -1]
-        tmp = outputs_path.with_name(f".{outputs_path.stem}.tmp.npz")
-        np.savez(tmp, pred=pred, gt=gt, labelled=labelled)
-        tmp.replace(outputs_path)
+        atomic_write(outputs_path, lambda tmp: np.savez(tmp, pred=pred, gt=gt, labelled=labelled))
     if len(pred) != len(train):
         raise DeepPoseError(outputs_path, f"holds {len(pred)} predictions for {len(train)} training images; delete it")
     stats = fit_displacements(pred, gt, labelled, train.skeleton, q)
@@ -204,18 +201,17 @@ def displacement_stats(previous: Cascade, cfg: TrainConfig, out: Path, stage: in
     return stats
 
 
-def assemble(previous: Cascade, previous_meta: dict[str, Any], stage_dir: Path, cfg: TrainConfig) -> tuple[
-        Cascade, dict[str, Any]]:
-    """The previous cascade plus the best checkpoint of the stage trained in `stage_dir`."""
-    ckpt = load_checkpoint(stage_dir / "best.pt")
+def assemble(previous: Cascade, previous_meta: ModelMeta, stage: Path, cfg: TrainConfig) -> tuple[Cascade, ModelMeta]:
+    """The previous cascade plus the refinement stage in the checkpoint `stage` (its run's best.pt)."""
+    ckpt = load_checkpoint(stage)
     m = ckpt["meta"]
-    refiner = build_network(architecture(cfg.cascade.model), m["num_joints"], m["crop_size"])
+    refiner = build_network(architecture(cfg.cascade.model), m.num_joints, m.cascade.crop_size)
     refiner.load_state_dict(ckpt["model"], strict=True)
     cascade = Cascade(previous.stage1, [*previous.refiners, refiner], previous.skeleton, previous.sigma,
                       previous.crop_size, previous.source_size, previous.joints).eval()
-    entry = {k: m[k] for k in ("stage", "model", "joints", "stats", "best_val_pck", "previous_val_pck", "train_seconds",
-                               "n_parameters") if k in m}
-    return cascade, cascade_meta(previous_meta["stage1"], [*previous_meta["refiners"], entry], cfg.cascade)
+    kept = ("stage", "stats", "best_val_pck", "previous_val_pck", "train_seconds", "n_parameters")
+    entry = dataclasses.replace(m, provenance={k: v for k, v in m.provenance.items() if k in kept})
+    return cascade, cascade_meta(previous_meta.stage1, [*previous_meta.refiners, entry], cfg.cascade)
 
 
 def train_cascade(cfg: TrainConfig, out: str | Path, resume: bool = False, upto_stage: int | None = None,
@@ -245,32 +241,31 @@ def train_cascade(cfg: TrainConfig, out: str | Path, resume: bool = False, upto_
     stage1_path = Path(c.stage1) if c.stage1 else out / "stage1" / "best.pt"
     if not c.stage1 and not (out / "cascade_s1.pt").is_file():
         s1 = out / "stage1"
-        fit(cfg, s1, resume=resume and (s1 / "last.pt").is_file(), progress=progress)
-        if not stage1_path.is_file():
+        result = fit(cfg, s1, resume=resume and (s1 / "last.pt").is_file(), progress=progress)
+        if result.best is None:
             raise DeepPoseError(s1, "stage 1 ended without a validated checkpoint (best.pt); train longer")
-        ship_checkpoint(stage1_path, out / "cascade_s1.pt", half=False)
+        ship_checkpoint(result.best, out / "cascade_s1.pt", half=False)
     if not c.stage1:
         stage1_path = out / "cascade_s1.pt"
     cascade, meta = as_cascade(stage1_path, cfg)
-    val_pck = [meta["stage1"].get("best_val_pck")]
+    val_pck = [meta.stage1.provenance.get("best_val_pck")]
     for s in range(2, last + 1):
         done = out / f"cascade_s{s}.pt"
         if done.is_file():
             cascade, meta = as_cascade(done, cfg)
-            val_pck.append(meta["refiners"][-1].get("best_val_pck"))
+            val_pck.append(meta.refiners[-1].provenance.get("best_val_pck"))
             continue
         stats = displacement_stats(cascade, cfg, out, s, progress)
         stage_dir = out / f"stage{s}"
-        fit(stage_config(cfg), stage_dir, resume=resume and (stage_dir / "last.pt").is_file(), progress=progress,
-            make_task=partial(refinement_task, previous=cascade, stats=stats, stage=s))
-        if not (stage_dir / "best.pt").is_file():
+        result = fit(stage_config(cfg), stage_dir, resume=resume and (stage_dir / "last.pt").is_file(),
+                     progress=progress, make_task=partial(refinement_task, previous=cascade, stats=stats, stage=s))
+        if result.best is None:
             raise DeepPoseError(stage_dir, f"stage {s} ended without a validated checkpoint (best.pt); train longer")
-        cascade, meta = assemble(cascade, meta, stage_dir, cfg)
+        cascade, meta = assemble(cascade, meta, result.best, cfg)
         save_checkpoint(done, cascade, meta)
-        val_pck.append(meta["refiners"][-1].get("best_val_pck"))
+        val_pck.append(meta.refiners[-1].provenance.get("best_val_pck"))
         print(f"stage {s}: validation PCK@{cfg.val_alpha:g} {val_pck[-2]:.4f} -> {val_pck[-1]:.4f}", flush=True)
     newest = out / f"cascade_s{cascade.num_stages}.pt" if cascade.num_stages > 1 else stage1_path
     if cascade.num_stages == c.stages:
-        shutil.copyfile(newest, out / ".cascade.pt.tmp")
-        (out / ".cascade.pt.tmp").replace(out / "cascade.pt")
+        copy_file(newest, out / "cascade.pt")
     return {"stages": cascade.num_stages, "cascade": str(newest), "val_pck": val_pck}

@@ -43,15 +43,18 @@ from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.errors import DeepPoseError
 from deeppose.eval.metrics import confidence_report
-from deeppose.eval.report import score, write_json
+from deeppose.eval.report import score
+from deeppose.files import atomic_write, write_json
 from deeppose.models.cascade import Cascade
 from deeppose.models.factory import count_parameters
+from deeppose.models.meta import ModelMeta
 from deeppose.paths import data_root
 from deeppose.serve.predictor import Predictor
 from deeppose.skeleton import get_skeleton
 from deeppose.train.budget import plan_epochs
+from deeppose.train.builders import architecture, build_network
 from deeppose.train.cascade import refined_joints, train_cascade
-from deeppose.train.loop import architecture, build_network, fit
+from deeppose.train.loop import fit
 
 
 @dataclass
@@ -160,15 +163,12 @@ def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress:
     cfg = load_config(spec.base, [*entry.overrides, f"epochs={plan['epochs']}",
                                   f"max_minutes={spec.budget_minutes * 3:g}"])
     stage1 = run / "stage1"
-    if not (stage1 / "done.json").is_file():
-        write_json(stage1 / "done.json", fit(cfg, stage1, resume=(stage1 / "last.pt").is_file(), progress=progress))
-    if not (stage1 / "best.pt").is_file():
+    result = fit(cfg, stage1, resume=(stage1 / "last.pt").is_file(), progress=progress)  # a finished run returns
+    if result.best is None:
         raise DeepPoseError(stage1, "training ended without a validated checkpoint (best.pt)")
-    done = json.loads((stage1 / "done.json").read_text())
     row = {"name": entry.name, "label": entry.label, "overrides": entry.overrides,
-           "budget_minutes": spec.budget_minutes, "plan": plan,
-           "train_minutes": round(done.get("train_seconds", 0) / 60, 1), "best_val_pck": done.get("best_val_pck"),
-           "stage1": score_row(stage1 / "best.pt", test, spec.threads, progress)}
+           "budget_minutes": spec.budget_minutes, "plan": plan, "train_minutes": round(result.train_seconds / 60, 1),
+           "best_val_pck": result.best_val_pck, "stage1": score_row(result.best, test, spec.threads, progress)}
     write_json(result_path, row)
     return row
 
@@ -274,7 +274,7 @@ def architecture_predictors(spec: Spec, entry: Entry) -> dict[str, Predictor]:
     cfg = load_config(spec.base, entry.overrides)
     skeleton = get_skeleton("lsp14")
     stage1 = build_network(architecture(cfg.model), skeleton.num_joints, cfg.data.input_size)
-    meta = {"skeleton": skeleton.name, "input_size": cfg.data.input_size}
+    meta = ModelMeta("stage1", skeleton.name, skeleton.num_joints, cfg.data.input_size, model=cfg.model)
     out = {"stage1": Predictor(stage1, meta)}
     if spec.cascade is not None and entry.cascade:
         c = load_config(spec.cascade).cascade
@@ -381,13 +381,10 @@ def plot_comparison(rows: list[dict[str, Any]], path: str | Path, title: str,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, fig.savefig)
+    finally:
+        plt.close(fig)
 
 
 def auroc(result: dict[str, Any]) -> str:

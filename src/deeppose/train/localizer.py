@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,17 @@ from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut
 from deeppose.errors import DeepPoseError
 from deeppose.eval.metrics import pck
-from deeppose.eval.report import crops_to_image, write_json
+from deeppose.files import write_json
+from deeppose.heads import HeadOutput, objective
 from deeppose.heads.losses import masked_mean
-from deeppose.heads.objectives import Objective
 from deeppose.models.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
 from deeppose.models.factory import create_model
 from deeppose.models.localizer import PersonLocalizer
+from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.paths import data_root
-from deeppose.train.loop import EpochSampler, build_datasets, make_optimizer
+from deeppose.serve.batch import crops_to_image
+from deeppose.train.builders import build_datasets, make_optimizer
+from deeppose.train.loop import EpochSampler
 
 
 @dataclass
@@ -116,19 +120,17 @@ def whole_image_splits(root: Path, seed: int = 0, lsp_val_size: int = 200, lspet
 
 def build_localizer(m: ModelConfig, num_joints: int, input_size: int) -> PersonLocalizer:
     """An untrained localizer of architecture `m` (channels_last if configured)."""
-    regressor = create_model(m.arch, num_joints, input_size, m.dropout, m.width, m.stride, m.reduce, m.hidden,
-                             None, m.freeze_bn, m.head, m.top_stride)
+    regressor = create_model(m, num_joints, input_size)
     model = PersonLocalizer(regressor)
     return model.to(memory_format=torch.channels_last) if m.channels_last else model
 
 
-def localizer_meta(cfg: LocalizerConfig, skeleton: str, num_joints: int) -> dict[str, Any]:
-    """What a localizer checkpoint carries to rebuild it (kind "localizer")."""
-    return {"kind": "localizer", "arch": cfg.model.arch, "model": {**asdict(cfg.model), "init": "",
-                                                                     "backbone_weights": ""},
-            "num_joints": num_joints, "skeleton": skeleton, "input_size": cfg.input_size,
-            "box_scale": cfg.zoom.box_scale, "calibration": {"a": 1.0, "b": 0.0}, "config": json.loads(
-                json.dumps(asdict(cfg)))}
+def localizer_meta(cfg: LocalizerConfig, skeleton: str, num_joints: int) -> ModelMeta:
+    """What a localizer checkpoint says about its model: the architecture, the box rule (uncalibrated), and the
+    run's config as provenance."""
+    return ModelMeta("localizer", skeleton, num_joints, cfg.input_size,
+                     model=replace(cfg.model, init="", backbone_weights=""), box_rule=BoxRule(cfg.zoom.box_scale),
+                     provenance={"config": json.loads(json.dumps(asdict(cfg)))})
 
 
 @torch.inference_mode()
@@ -157,11 +159,12 @@ def validate_localizer(model: PersonLocalizer, splits: dict[str, PoseDataset], i
     return out
 
 
-def localizer_loss(model: PersonLocalizer, objective: Objective, batch: dict[str, torch.Tensor],
+def localizer_loss(model: PersonLocalizer, joint_loss: Callable[[HeadOutput, torch.Tensor], torch.Tensor],
+                   batch: dict[str, torch.Tensor],
                    presence_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(joints' DSNT loss over the labelled joints in view, presence cross-entropy) of one batch."""
     out, logit = model.output(batch["image"])
-    joints = masked_mean(objective(out, batch["joints"]), batch["weight"])
+    joints = masked_mean(joint_loss(out, batch["joints"]), batch["weight"])
     return joints, presence_weight * nn.functional.binary_cross_entropy_with_logits(logit, batch["presence"])
 
 
@@ -194,14 +197,14 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
     model = build_localizer(cfg.model, train.skeleton.num_joints, cfg.input_size)
     if cfg.init:
         init_from_checkpoint(model.regressor, cfg.init)
-    objective = Objective(cfg.model.head, "euclidean", cfg.heatmap)
+    loss = objective(cfg.model.head, "euclidean", cfg.heatmap)
     data = WholeImageDataset(train, cfg.input_size, cfg.zoom, cfg.seed)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
     total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
     opt, sched = make_optimizer(model, OptimConfig("adamw", cfg.lr, cfg.weight_decay, cfg.batch_size,
                                                    cfg.warmup_steps, cfg.min_lr_ratio), total_steps)
     meta = localizer_meta(cfg, train.skeleton.name, train.skeleton.num_joints)
-    step, best, minutes = 0, -1.0, 0.0
+    step, best, minutes, best_row = 0, -1.0, 0.0, None
     if resume and (out / "last.pt").is_file():
         ckpt = load_checkpoint(out / "last.pt")
         model.load_state_dict(ckpt["model"])
@@ -209,12 +212,13 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng_torch"])
         step, best, minutes = int(ckpt["step"]), float(ckpt["best"]), float(ckpt["minutes"])
+        best_row = ckpt.get("best_row")
     started, last_save = time.monotonic() - minutes * 60, time.monotonic()
 
-    def save(path: Path, extra_meta: dict[str, Any] | None = None) -> None:
-        save_checkpoint(path, model, {**meta, **(extra_meta or {})}, optimizer=opt.state_dict(),
+    def save(path: Path, **facts: Any) -> None:
+        save_checkpoint(path, model, meta.with_provenance(**facts), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), rng_torch=torch.get_rng_state(), step=step, best=best,
-                        minutes=(time.monotonic() - started) / 60)
+                        best_row=best_row, minutes=(time.monotonic() - started) / 60)
 
     pbar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="localizer")
     while step < total_steps:
@@ -225,7 +229,7 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
                             generator=torch.Generator())  # leaves the global RNG (dropout) alone
         model.train()
         for batch in loader:
-            joint_loss, presence_loss = localizer_loss(model, objective, batch, cfg.presence_weight)
+            joint_loss, presence_loss = localizer_loss(model, loss, batch, cfg.presence_weight)
             opt.zero_grad(set_to_none=True)
             (joint_loss + presence_loss).backward()
             opt.step()
@@ -250,160 +254,10 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
             f.write(json.dumps(row) + "\n")
         print(f"validation {row}", flush=True)
         if row["score"] > best:
-            best = row["score"]
-            save(out / "best.pt", {"validation": row})
+            best, best_row = row["score"], row
+            save(out / "best.pt", validation=row)
         save(out / "last.pt")
         if (time.monotonic() - started) / 60 > cfg.max_minutes:
             break
     pbar.close()
-    return load_checkpoint(out / "best.pt")["meta"]["validation"]
-
-
-def nobody_views(dataset: PoseDataset, input_size: int, zoom: ZoomOut, seed: int) -> WholeImageDataset:
-    """Views with nobody in them (regions clear of the person, synthetic backgrounds) of every photo of
-    `dataset`, drawn with `seed`: the negatives of calibration and of the no-person benchmark."""
-    return WholeImageDataset(dataset, input_size, ZoomOut(**{**asdict(zoom), "negative_prob": 1.0}), seed)
-
-
-def localizer_and_splits(checkpoint: str | Path, root: str | Path | None
-                         ) -> tuple[PersonLocalizer, dict[str, Any], dict[str, PoseDataset]]:
-    """A localizer checkpoint's (model, meta) and the data splits of its training run (`whole_image_splits`);
-    DeepPoseError when the file is not a localizer."""
-    from deeppose.models.checkpoint import model_from_checkpoint
-
-    model, meta = model_from_checkpoint(checkpoint)
-    if meta.get("kind") != "localizer":
-        raise DeepPoseError(checkpoint, "not a person localizer checkpoint")
-    cfg = meta["config"]
-    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
-                                cfg["lspet_val_size"])
-    return model, meta, splits
-
-
-def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Path | None = None,
-                        progress: bool = False) -> dict[str, Any]:
-    """Fit the presence logit's Platt scaling on the validation photos (positives: LSP val and LSPET val whole
-    images; negatives: one nobody view of each) and write the localizer with it to `out`.
-
-    Returns:
-        the calibration {"a", "b", "n_positive", "n_negative", "val_error_positive", "val_error_negative"}.
-    """
-    from deeppose.serve.localize import FOUND_THRESHOLD, calibrate_presence, presence_probability
-
-    model, meta, splits = localizer_and_splits(checkpoint, root)
-    cfg = meta["config"]
-    zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"])})
-    logits, labels = [], []
-    for name in ("lsp_val", "lspet_val"):
-        for data in (WholeImageDataset(splits[name], meta["input_size"]),
-                     nobody_views(splits[name], meta["input_size"], zoom, cfg["seed"] + 1000)):
-            _, logit, label = localizer_outputs(model, data, progress=progress)
-            logits.append(logit)
-            labels.append(label)
-    logits, labels = np.concatenate(logits), np.concatenate(labels)
-    cal = calibrate_presence(logits, labels)
-    found = presence_probability(logits, cal["a"], cal["b"]) >= FOUND_THRESHOLD
-    cal["val_error_positive"] = float((~found[labels == 1]).mean())
-    cal["val_error_negative"] = float(found[labels == 0].mean())
-    ckpt = load_checkpoint(checkpoint)
-    save_checkpoint(out, model, {**ckpt["meta"], "calibration": cal})
-    return cal
-
-
-def tune_box_rule(localizer: str | Path, pose: str | Path, out: str | Path,
-                  scales: tuple[float, ...] = (1.2, 1.33, 1.5), recrops: tuple[int, ...] = (0, 1, 2),
-                  root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Choose the box rule's scale and the number of re-crops on the validation photos (LSP val and LSPET val,
-    whole images, the person found by the localizer in front of the `pose` model): the pair with the best mean
-    PCK@0.2 of the two is written into the localizer checkpoint `out` (meta "box_scale", "recrops").
-
-    Returns:
-        {"rows": [{"box_scale", "recrops", "lsp_val_pck", "lspet_val_pck", "score"}...], "best": row}.
-    """
-    from deeppose.data.io import read_image
-    from deeppose.models.checkpoint import model_from_checkpoint
-    from deeppose.serve.predictor import Predictor
-
-    model, meta = model_from_checkpoint(localizer)
-    if meta.get("kind") != "localizer":
-        raise DeepPoseError(localizer, "not a person localizer checkpoint")
-    pose_model, pose_meta = model_from_checkpoint(pose)
-    cfg = meta["config"]
-    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
-                                cfg["lspet_val_size"])
-    images = {name: [read_image(s.image_path) for s in splits[name].samples] for name in ("lsp_val", "lspet_val")}
-    rows = []
-    for scale in tqdm(scales, desc="box scales", disable=not progress):
-        for n in recrops:
-            predictor = Predictor(pose_model, pose_meta, localizer=model, localizer_meta={**meta, "box_scale": scale},
-                                  recrops=n)
-            row: dict[str, Any] = {"box_scale": scale, "recrops": n}
-            for name, ims in images.items():
-                pred = np.stack([r.joints for r in predictor.predict_images(ims)])
-                ds = splits[name]
-                row[f"{name}_pck"] = round(pck(pred, ds.joints(), ds.labelled(), ds.skeleton), 4)
-            row["score"] = round((row["lsp_val_pck"] + row["lspet_val_pck"]) / 2, 4)
-            rows.append(row)
-            print(f"box scale {scale:g}, {n} re-crops: {row}", flush=True)
-    best = max(rows, key=lambda r: r["score"])
-    ckpt = load_checkpoint(localizer)
-    save_checkpoint(out, model, {**ckpt["meta"], "box_scale": best["box_scale"], "recrops": best["recrops"],
-                                 "box_rule_selection": {"pose": Path(pose).name, "rows": rows}})
-    return {"rows": rows, "best": best}
-
-
-@torch.inference_mode()
-def pooled_features(model: PersonLocalizer, dataset: WholeImageDataset, progress: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """((N, 2C) the features the presence layer reads, (N,) presence labels) of every item of `dataset`."""
-    model.eval()
-    features, labels = [], []
-    for batch in tqdm(DataLoader(dataset, batch_size=32, num_workers=0, generator=torch.Generator()),
-                      desc="features", disable=not progress, unit="batch"):
-        features.append(model.output_and_pooled(batch["image"])[1].numpy())
-        labels.append(batch["presence"].numpy())
-    return np.concatenate(features), np.concatenate(labels)
-
-
-def refit_presence(checkpoint: str | Path, out: str | Path, n_views: int = 4000, weight_decay: float = 1e-3,
-                   root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Refit the presence layer alone (a logistic regression on the frozen pooled features, L2 `weight_decay`,
-    both classes weighted equally) on `n_views` training views drawn with the localizer's zoom settings, the
-    nobody views included (letterboxed ones too); the joints are untouched. Writes the localizer to `out`
-    (calibrate it afterwards).
-
-    Returns:
-        {"n_views", "n_negative", "train_error"}.
-    """
-    model, meta, splits = localizer_and_splits(checkpoint, root)
-    cfg = meta["config"]
-    train = PoseDataset("lsp+lspet", splits["lsp_train"].root, "train", splits["lsp_train"].skeleton,
-                        splits["lsp_train"].samples + splits["lspet_train"].samples)
-    zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"]), "negative_prob": 0.5,
-                      "letterbox_prob": 0.5})
-    picks = np.random.default_rng([cfg["seed"], 17]).choice(len(train), min(n_views, len(train)), replace=False)
-    x, y = pooled_features(model, WholeImageDataset(train.subset(np.sort(picks), "train"), meta["input_size"], zoom,
-                                                    cfg["seed"] + 2000), progress)
-    xt, yt = torch.from_numpy(x).double(), torch.from_numpy(y).double()
-    weight = torch.where(yt > 0.5, 0.5 / yt.sum(), 0.5 / (1 - yt).sum())
-    layer = model.presence
-    w = torch.cat([layer.weight.detach()[0], layer.bias.detach()]).double().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([w], max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = xt @ w[:-1] + w[-1]
-        loss = (weight * nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none")).sum()
-        loss = loss + weight_decay * w[:-1].pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        layer.weight.copy_(w[:-1].float()[None])
-        layer.bias.copy_(w[-1:].float())
-        error = float(((xt @ w[:-1] + w[-1] > 0).double() != yt).double().mean())
-    result = {"n_views": len(y), "n_negative": int((y == 0).sum()), "train_error": error,
-              "weight_decay": weight_decay}
-    save_checkpoint(out, model, {**load_checkpoint(checkpoint)["meta"], "presence_refit": result})
-    return result
+    return best_row

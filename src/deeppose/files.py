@@ -1,0 +1,43 @@
+"""Writing files so that a crash never leaves a half-written one: write beside, then rename over.
+
+Every file deeppose writes (checkpoints, JSON, pictures, arrays) goes through `atomic_write`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call `write(tmp)` on a temporary path beside `path` (same folder, same suffix), then rename it over `path`.
+
+    The parent folder is created; on an error the temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON (indented, UTF-8) atomically."""
+    def dump(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+
+    return atomic_write(path, dump)
+
+
+def copy_file(src: str | Path, dst: str | Path) -> Path:
+    """Copy a file atomically (e.g. last.pt -> best.pt)."""
+    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
