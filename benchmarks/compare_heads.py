@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common import RESULTS, result_header
 
+from deeppose.eval.comparison import format_rows
 from deeppose.train import compare
 
 
@@ -32,7 +33,7 @@ def main() -> int:
     rows = compare.carry_on(args.spec, args.out, results, args.only, train=not (args.report_only or args.retime),
                             retime_rows=args.retime, header=result_header(name, " ".join(sys.argv)),
                             progress=sys.stderr.isatty())
-    print(compare.format_rows(rows, compare.load_spec(args.spec).references))
+    print(format_rows(rows, compare.load_spec(args.spec).references))
     print(f"wrote {results} and its plot")
     return 0
 

@@ -188,7 +188,7 @@ def whole_image_section(rows: list[dict]) -> list[str]:
 
 def comparison_section(results: list[dict]) -> list[str]:
     """The head comparison: one table per spec, its plot, and the entries still to run."""
-    from deeppose.train.compare import format_rows
+    from deeppose.eval.comparison import format_rows
 
     if not results:
         return []

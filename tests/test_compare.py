@@ -10,18 +10,12 @@ import yaml
 from deeppose.cli import main
 from deeppose.config import load_config
 from deeppose.errors import DeepPoseError
+from deeppose.eval.comparison import format_rows, plot_comparison
 from deeppose.heads import objective
 from deeppose.models.factory import count_parameters
 from deeppose.train import budget, compare
 from deeppose.train.budget import budget_epochs
-from deeppose.train.compare import (
-    architecture_predictors,
-    complete,
-    format_rows,
-    load_rows,
-    load_spec,
-    plot_comparison,
-)
+from deeppose.train.compare import architecture_predictors, complete, load_rows, load_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = ["data.input_size=64", "data.val_size=20", "data.train=[lsp:train]", "data.num_workers=0", "model.reduce=16",

@@ -15,7 +15,6 @@ import numpy as np
 
 from deeppose.errors import DeepPoseError
 from deeppose.paths import DEFAULT_MODEL
-from deeppose.serve.localize import corner_box
 
 if TYPE_CHECKING:
     from deeppose.config import TrainConfig
@@ -124,61 +123,15 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from deeppose.data import load_dataset
-    from deeppose.eval.metrics import confidence_report
-    from deeppose.eval.report import format_pcp_table, write_report, write_stage_report
+    from deeppose.eval.boxes import box_sources, evaluate
     from deeppose.paths import data_root
-    from deeppose.serve.localize import person_in_box
 
     predictor = _predictor(args)
-    root = Path(args.root) if args.root else data_root() / args.dataset
-    dataset = load_dataset(args.dataset, root, args.split)
-    if dataset.skeleton.name != predictor.skeleton.name:
-        raise DeepPoseError(args.checkpoint, f"model predicts {predictor.skeleton.name} joints but {args.dataset} "
-                                             f"has {dataset.skeleton.name}")
-    modes = [m.strip() for m in (args.boxes or ("found,annotated" if predictor.localizer else "annotated")).split(",")]
-    for mode in modes:
-        if mode not in ("found", "annotated", "image"):
-            raise DeepPoseError(None, f"--boxes: unknown box source {mode!r} (found, annotated, image)")
-    if "found" in modes and predictor.localizer is None:
-        raise DeepPoseError(args.checkpoint, "--boxes found needs a person localizer (the shipped model, or "
-                                             "--localizer)")
+    modes = box_sources(args.boxes, predictor, args.checkpoint)
+    dataset = load_dataset(args.dataset, Path(args.root) if args.root else data_root() / args.dataset, args.split)
     name = Path(args.checkpoint or "default").stem + (" + flip" if args.flip else "")
-    summary, rows = {}, {}
-    for i, mode in enumerate(modes):
-        results = predictor.predict_boxes(dataset, mode, args.batch_size, progress=sys.stderr.isatty())
-        pred = np.stack([r.stages for r in results])
-        confidence = np.stack([r.confidence for r in results])
-        boxes = np.stack([r.box for r in results])
-        scores = [r.person_score for r in results]
-        out = Path(args.out) if i == 0 else Path(args.out) / mode
-        title = f"{name} on {args.dataset} {args.split}, {mode} boxes"
-        conf = confidence_report(pred[:, -1], confidence, dataset.joints(), dataset.labelled(), dataset.skeleton)
-        held = person_in_box(boxes, dataset.joints(), dataset.labelled())
-        boxes_info = {"source": mode, "person_in_box": float(held.mean()),
-                      "person_found": None if scores[0] is None else float(np.mean([r.person_found for r in results])),
-                      "mean_passes": float(np.mean([r.passes for r in results]))}
-        extra = {"checkpoint": str(args.checkpoint or "default"), "flip_test": args.flip, "confidence": conf,
-                 "boxes": boxes_info}
-        if predictor.is_cascade:
-            metrics = write_stage_report(out, pred, dataset, title, extra={**extra, "n_stages": pred.shape[1]})
-        else:
-            metrics = write_report(out, pred[:, 0], dataset, title, extra=extra)
-        rows[f"{mode} boxes"[:14]] = metrics["pcp"]
-        summary[mode] = {"pck@0.2": metrics["pck"]["0.2"], "pcp": metrics["pcp"]["mean"], **boxes_info,
-                         "report": str(out)}
-        if predictor.is_cascade:
-            print(format_pcp_table({f"{mode[:5]} st{st['stage']}": st["pcp"] for st in metrics["stages"]}))
-        print(f"{mode} boxes: PCK " + "  ".join(f"@{a}: {metrics['pck'][a]:.3f}" for a in ("0.05", "0.1", "0.2")) +
-              f"   person in box (IoU >= 0.5 with the joints' box): {boxes_info['person_in_box']:.3f}"
-              f"   ({metrics['n_images']} images, {metrics['n_joints']} joints)   report: {out}")
-        if conf:
-            kept = "  ".join(f"{float(f):.0%}: {v:.3f}" for f, v in conf["pck_of_most_confident"].items())
-            print(f"  confidence: AUROC {conf['auroc']:.3f} (right vs wrong at PCK@0.2); PCK@0.2 of the most "
-                  f"confident joints kept {kept}")
-    print(format_pcp_table(rows))
-    from deeppose.files import write_json
-
-    write_json(Path(args.out) / "boxes.json", summary)
+    evaluate(predictor, dataset, modes, args.out, name, {"checkpoint": str(args.checkpoint or "default"),
+                                                         "flip_test": args.flip}, args.batch_size, sys.stderr.isatty())
     return 0
 
 
@@ -203,45 +156,12 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from deeppose.data.io import read_image
-    from deeppose.files import write_json
-    from deeppose.visualize import draw_box, draw_pose, save_image
+    from deeppose.serve.files import predict_files
 
     predictor = _predictor(args)
-    box = _parse_box(args.box) if args.box else None
-    images: list[Path] = []
-    for item in map(Path, args.inputs):
-        if item.is_dir():
-            images += sorted(p for p in item.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
-        elif item.is_file():
-            images.append(item)
-        else:
-            raise DeepPoseError(item, "no such image or folder")
-    if not images:
-        raise DeepPoseError(args.inputs[0], "no images found")
-    decoded = [(path, read_image(path)) for path in images]  # fail on a bad image before writing anything
-    out = Path(args.out)
-    for path, image in decoded:
-        result = predictor.predict(image, box)
-        shown = ~(result.confidence < args.min_confidence)  # NaN (no confidence) is shown
-        write_json(out / f"{path.stem}.json", {
-            "image": str(path), "width": image.shape[1], "height": image.shape[0],
-            "box": corner_box(result.box), "box_source": result.box_source,
-            "person_score": result.person_score, "person_found": result.person_found,
-            "skeleton": predictor.skeleton.name, "stages": predictor.stages, "passes": result.passes,
-            "joints": [{"name": n, "x": float(x), "y": float(y), "confidence": None if np.isnan(c) else float(c)}
-                       for n, (x, y), c in zip(predictor.skeleton.joints, result.joints, result.confidence)]})
-        picture = draw_pose(image, result.joints, shown, predictor.skeleton)
-        save_image(out / f"{path.stem}.png", draw_box(picture, result.box, result.person_found is not False))
-        x, y, w, h = corner_box(result.box)
-        where = f"box {x:.0f},{y:.0f},{w:.0f},{h:.0f} ({result.box_source})"
-        if result.person_found is None:
-            print(f"{path}: {where}; no person score (this model has no localizer)")
-        elif result.person_found:
-            print(f"{path}: person found (person_score {result.person_score:.2f}), {where}")
-        else:
-            print(f"{path}: nobody found (person_score {result.person_score:.2f}); joints written with low confidence")
-    print(f"wrote {len(decoded)} predictions to {out}")
+    n = predict_files(predictor, args.inputs, args.out, _parse_box(args.box) if args.box else None,
+                      args.min_confidence)
+    print(f"wrote {n} predictions to {args.out}")
     return 0
 
 
@@ -286,6 +206,7 @@ def _cmd_localizer_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from deeppose.eval.comparison import format_rows
     from deeppose.train import compare
 
     results = Path(args.results) if args.results else Path(args.out) / "comparison.json"
@@ -293,7 +214,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                             train=not (args.report_only or args.retime), retime_rows=args.retime,
                             progress=sys.stderr.isatty())
     spec = compare.load_spec(args.spec)
-    print(compare.format_rows(rows, spec.references))
+    print(format_rows(rows, spec.references))
     pending = [e.name for e in spec.entries if e.name not in {r["name"] for r in rows}]
     print(f"wrote {results} and {results.with_suffix('.png')}; pending: {', '.join(pending) or 'none'}")
     return 0
@@ -313,11 +234,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", type=int, help="cascade: run stages 1..N (default all)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_data_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose data`."""
     from deeppose.data.registry import LOADERS
-
-    parser = argparse.ArgumentParser(prog="deeppose", description="Human pose estimation by coordinate regression.")
-    sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect and generate datasets").add_subparsers(dest="data_command",
                                                                                       required=True)
@@ -341,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.set_defaults(func=_cmd_data_synth)
 
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose train`."""
     train = sub.add_parser("train", help="train a stage-1 regressor, or a cascade (cascade.stages > 1), from a config")
     train.add_argument("--config", help="YAML/JSON config (default: built-in defaults)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
@@ -352,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set epochs from a throughput probe so that the schedule ends within this many minutes "
                             "on this machine (idle; max_minutes becomes 1.5x as a safety stop)")
     train.set_defaults(func=_cmd_train)
+
+
+def _add_eval_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose eval`."""
+    from deeppose.data.registry import LOADERS
 
     ev = sub.add_parser("eval", help="evaluate a model: metrics.json, PCP table, PDJ plot, stick figures")
     ev.add_argument("--dataset", default="lsp", choices=sorted(LOADERS))
@@ -367,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.set_defaults(func=_cmd_eval)
 
+
+def _add_predict_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose predict`."""
     pr = sub.add_parser("predict", help="predict joints on your images: one JSON and one PNG per image")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     pr.add_argument("--out", required=True)
@@ -376,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="draw only joints whose confidence reaches this (the JSON keeps them all)")
     pr.set_defaults(func=_cmd_predict)
 
+
+def _add_localizer_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose localizer`."""
     loc = sub.add_parser("localizer", help="the person localizer: train it on whole photos, calibrate its score")
     loc_sub = loc.add_subparsers(dest="localizer_command", required=True)
     lt = loc_sub.add_parser("train", help="train the localizer (resumable)")
@@ -403,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     lu.add_argument("--root", help="folder holding lsp/ and lspet/ (default: $DEEPPOSE_DATA)")
     lu.set_defaults(func=_cmd_localizer_tune)
 
+
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose compare`."""
     cmp = sub.add_parser("compare", help="train, score and time every head of a comparison spec on LSP (resumable)")
     cmp.add_argument("--spec", default="configs/compare/heads_mobilenet_v2.yaml")
     cmp.add_argument("--out", required=True, help="run folder; finished entries are kept and skipped")
@@ -414,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "their architectures (run on an idle machine)")
     cmp.set_defaults(func=_cmd_compare)
 
+
+def _add_ship_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose ship`."""
     ship = sub.add_parser("ship", help="inference-only copy of a checkpoint (fp16 weights, no optimizer state)")
     ship.add_argument("--checkpoint", required=True)
     ship.add_argument("--out", required=True)
@@ -421,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--localizer", help="a person localizer checkpoint to put in front of the model (one file)")
     ship.set_defaults(func=_cmd_ship)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose demo`."""
     demo = sub.add_parser("demo", help="the shipped model on real photos of different kinds (contact sheet); "
                                        "--train: train the small regressor on synthetic people")
     demo.add_argument("--out", default="reports/demo", help="report folder (default reports/demo)")
@@ -430,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=30, help="--train: training epochs (default 30, about 2 min)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deeppose", description="Human pose estimation by coordinate regression.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_data_command, _add_train_command, _add_eval_command, _add_predict_command,
+                _add_localizer_command, _add_compare_command, _add_ship_command, _add_demo_command):
+        add(sub)
     return parser
 
 

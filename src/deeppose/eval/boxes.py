@@ -1,0 +1,87 @@
+"""`deeppose eval`: score a model on a dataset with the person boxes of one or more sources, a report folder each.
+
+Box sources (`serve.predictor.BOX_SOURCES`): "found" (the system finds the person; never read from the
+annotations), "annotated" (the dataset's box; the labelled joints' box for whole photos such as LSPET; else the
+whole image) and "image" (the whole image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deeppose.data.sample import PoseDataset
+from deeppose.errors import DeepPoseError
+from deeppose.eval.metrics import confidence_report
+from deeppose.eval.report import format_pcp_table, write_report, write_stage_report
+from deeppose.files import write_json
+from deeppose.serve.localize import person_in_box
+from deeppose.serve.predictor import BOX_SOURCES, Predictor
+
+
+def box_sources(text: str | None, predictor: Predictor, source: str | Path | None = None) -> list[str]:
+    """The box sources of `--boxes` (default: found,annotated with a localizer, else annotated); DeepPoseError
+    naming `source` (the checkpoint) for an unknown one or for found boxes without a localizer."""
+    modes = [m.strip() for m in (text or ("found,annotated" if predictor.localizer else "annotated")).split(",")]
+    for mode in modes:
+        if mode not in BOX_SOURCES:
+            raise DeepPoseError(None, f"--boxes: unknown box source {mode!r} ({', '.join(BOX_SOURCES)})")
+    if "found" in modes and predictor.localizer is None:
+        raise DeepPoseError(source, "--boxes found needs a person localizer (the shipped model, or --localizer)")
+    return modes
+
+
+def evaluate_boxes(predictor: Predictor, dataset: PoseDataset, mode: str, out: Path, title: str,
+                   extra: dict[str, Any], batch_size: int = 32, progress: bool = False) -> dict[str, Any]:
+    """Predict `dataset` with the boxes of `mode`, score it and write its report into `out` (a cascade's stage by
+    stage); the metrics, with "boxes": how often the box held the person, found them, and the passes it took."""
+    results = predictor.predict_boxes(dataset, mode, batch_size, progress=progress)
+    pred = np.stack([r.stages for r in results])
+    confidence = np.stack([r.confidence for r in results])
+    held = person_in_box(np.stack([r.box for r in results]), dataset.joints(), dataset.labelled())
+    found = None if results[0].person_score is None else float(np.mean([r.person_found for r in results]))
+    boxes = {"source": mode, "person_in_box": float(held.mean()), "person_found": found,
+             "mean_passes": float(np.mean([r.passes for r in results]))}
+    extra = {**extra, "boxes": boxes,
+             "confidence": confidence_report(pred[:, -1], confidence, dataset.joints(), dataset.labelled(),
+                                             dataset.skeleton)}
+    if predictor.is_cascade:
+        return write_stage_report(out, pred, dataset, title, extra={**extra, "n_stages": pred.shape[1]})
+    return write_report(out, pred[:, 0], dataset, title, extra=extra)
+
+
+def print_summary(mode: str, metrics: dict[str, Any], out: Path, cascade: bool) -> None:
+    """The lines `deeppose eval` prints for one box source."""
+    if cascade:
+        print(format_pcp_table({f"{mode[:5]} st{st['stage']}": st["pcp"] for st in metrics["stages"]}))
+    print(f"{mode} boxes: PCK " + "  ".join(f"@{a}: {metrics['pck'][a]:.3f}" for a in ("0.05", "0.1", "0.2")) +
+          f"   person in box (IoU >= 0.5 with the joints' box): {metrics['boxes']['person_in_box']:.3f}"
+          f"   ({metrics['n_images']} images, {metrics['n_joints']} joints)   report: {out}")
+    if conf := metrics["confidence"]:
+        kept = "  ".join(f"{float(f):.0%}: {v:.3f}" for f, v in conf["pck_of_most_confident"].items())
+        print(f"  confidence: AUROC {conf['auroc']:.3f} (right vs wrong at PCK@0.2); PCK@0.2 of the most "
+              f"confident joints kept {kept}")
+
+
+def evaluate(predictor: Predictor, dataset: PoseDataset, modes: list[str], out: str | Path, name: str,
+             extra: dict[str, Any], batch_size: int = 32, progress: bool = False) -> dict[str, Any]:
+    """`evaluate_boxes` for each box source: the first into `out`, the others into out/<source>; prints the
+    summary and a PCP table, writes out/boxes.json and returns it ({source: PCK@0.2, PCP, boxes, report})."""
+    if dataset.skeleton.name != predictor.skeleton.name:
+        raise DeepPoseError(dataset.root, f"model predicts {predictor.skeleton.name} joints but {dataset.name} has "
+                                          f"{dataset.skeleton.name}")
+    out = Path(out)
+    summary, rows = {}, {}
+    for i, mode in enumerate(modes):
+        folder = out if i == 0 else out / mode
+        title = f"{name} on {dataset.name} {dataset.split}, {mode} boxes"
+        metrics = evaluate_boxes(predictor, dataset, mode, folder, title, extra, batch_size, progress)
+        rows[f"{mode} boxes"[:14]] = metrics["pcp"]
+        summary[mode] = {"pck@0.2": metrics["pck"]["0.2"], "pcp": metrics["pcp"]["mean"], **metrics["boxes"],
+                         "report": str(folder)}
+        print_summary(mode, metrics, folder, predictor.is_cascade)
+    print(format_pcp_table(rows))
+    write_json(out / "boxes.json", summary)
+    return summary
