@@ -38,7 +38,7 @@ from deeppose.paths import data_root
 from deeppose.serve.localize import annotated_box, person_in_box, recrop_until_converged
 from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.skeleton import get_skeleton
-from deeppose.train.localizer import whole_image_splits
+from deeppose.train.localizer import localizer_config, whole_image_splits
 
 MPII_TO_LSP = [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 8, 9]
 NOBODY_PHOTOS = ("chelsea", "coffee", "rocket", "horse", "coins", "brick", "grass", "gravel", "moon", "colorwheel",
@@ -191,9 +191,9 @@ def main() -> int:
     args = parser.parse_args()
     pipeline = Predictor.from_checkpoint(args.checkpoint)
     pose = Predictor.from_checkpoint(args.checkpoint, localize=False)
-    cfg = pipeline.localizer_meta.provenance["config"]
+    cfg = localizer_config(pipeline.localizer_meta.provenance["config"])
     root = data_root()
-    splits = whole_image_splits(root, cfg["seed"], cfg["lsp_val_size"], cfg["lspet_val_size"])
+    splits = whole_image_splits(root, cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size)
     sets = {"lspet_val": splits["lspet_val"], "lsp_test": load_dataset("lsp", root / "lsp", "test"),
             "mpii": mpii_as_lsp(root)}
     torch.set_num_threads(2)

@@ -3,9 +3,11 @@ pipeline checkpoints, and the shipped model on real and synthetic scenes."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 from deeppose.cli import main
-from deeppose.config import ModelConfig
+from deeppose.config import ModelConfig, OptimConfig
 from deeppose.data.io import read_image
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
@@ -300,9 +302,9 @@ def test_eval_scores_found_and_annotated_boxes(synthetic_root, tmp_path, capsys)
 
 
 def _tiny_run_config(**kw) -> LocalizerConfig:
-    return LocalizerConfig(init="", input_size=64, batch_size=8, epochs=2, num_workers=0, warmup_steps=2,
-                           checkpoint_minutes=1e9, model=ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8,
-                                                                     reduce=16, width=0.35, dropout=0.1), **kw)
+    model = ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8, reduce=16, width=0.35, dropout=0.1)
+    return LocalizerConfig(init="", input_size=64, optim=OptimConfig(batch_size=8, warmup_steps=2), epochs=2,
+                           num_workers=0, checkpoint_minutes=1e9, model=model, **kw)
 
 
 @pytest.mark.slow
@@ -315,17 +317,21 @@ def test_localizer_training_resumes_to_the_same_weights(synthetic_root, tmp_path
     splits = {"lsp_train": train.subset(range(24), "train"), "lspet_train": train.subset(range(24, 48), "train"),
               "lsp_val": val, "lspet_val": val}
     cfg = _tiny_run_config()
-    row = train_localizer(cfg, tmp_path / "a", splits=splits)
-    assert set(row) >= {"epoch", "lsp_val_pck", "lspet_val_pck", "score"}
-    assert train_localizer(cfg, tmp_path / "b", splits=splits, stop_after_steps=3) == {"stopped_at_step": 3}
+    full = train_localizer(cfg, tmp_path / "a", splits=splits)
+    rows = list(csv.DictReader(open(tmp_path / "a" / "val_log.csv")))
+    assert full.best_val_pck == pytest.approx(max(float(r["score"]) for r in rows), abs=1e-5)
+    assert {"lsp_val_pck", "lspet_val_pck"} <= set(rows[0])
+    part = train_localizer(cfg, tmp_path / "b", splits=splits, stop_after_steps=3)
+    assert part.stopped_early and part.steps == 3
     train_localizer(cfg, tmp_path / "b", resume=True, splits=splits)
     a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
-    assert a["step"] == b["step"] == 12
+    assert a["meta"].provenance["step"] == b["meta"].provenance["step"] == 12
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert load_checkpoint(tmp_path / "a" / "best.pt")["meta"].kind == "localizer"
     with pytest.raises(DeepPoseError, match="another config"):
-        train_localizer(_tiny_run_config(lr=1e-3), tmp_path / "b", resume=True, splits=splits)
+        train_localizer(replace(cfg, optim=OptimConfig(lr=0.5, batch_size=8, warmup_steps=2)), tmp_path / "b",
+                        resume=True, splits=splits)
 
 
 def test_localizer_commands_refuse_a_pose_checkpoint(tmp_path):
@@ -349,5 +355,5 @@ def test_the_committed_localizer_recipe_loads_and_builds():
     with torch.no_grad():
         joints, logit = model(torch.zeros(2, 3, cfg.input_size, cfg.input_size, dtype=torch.uint8))
     assert joints.shape == (2, 14, 2) and logit.shape == (2,)
-    with pytest.raises(DeepPoseError, match="unknown localizer setting"):
+    with pytest.raises(DeepPoseError, match="unknown key"):
         localizer_config({"epochz": 3})

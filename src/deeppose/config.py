@@ -205,7 +205,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise DeepPoseError(None, f"config {where}: expected a mapping, got {value!r}")
-        return _build(tp, value, where + ".")
+        return build_config(tp, value, where + ".")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -241,7 +241,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+def build_config(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """An instance of the config dataclass `cls` from a nested dict: unknown keys refused, values coerced to the
+    annotated types (DeepPoseError naming the key), a partial section overriding that field's own defaults."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
@@ -261,7 +263,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a TrainConfig from its dict (missing keys take their defaults)."""
-    return _build(TrainConfig, data)
+    return build_config(TrainConfig, data)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

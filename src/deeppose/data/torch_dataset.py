@@ -1,4 +1,5 @@
-"""A torch Dataset of crops: reads images, augments, and yields tensors for training and evaluation."""
+"""Torch Datasets over a PoseDataset: `SeededDataset`, their common ground, and `CropDataset`, the crops that
+training and evaluation read (the localizer's whole-photo views are `data.whole_image.WholeImageDataset`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,28 @@ from deeppose.data.sample import PoseDataset
 from deeppose.data.transforms import Augmentation, CropParams, crop_sample, sample_params
 
 
-class CropDataset(Dataset):
+class SeededDataset(Dataset):
+    """Items of a PoseDataset at a fixed input size whose random draws depend only on (seed, epoch, index), so a
+    run is reproducible with any number of loader workers; call `set_epoch` before each epoch."""
+
+    def __init__(self, dataset: PoseDataset, input_size: int, seed: int = 0) -> None:
+        self.dataset = dataset
+        self.input_size = input_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The random draws of item `index` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+
+class CropDataset(SeededDataset):
     """Crops of a PoseDataset at a fixed input size.
 
     Each item is a dict:
@@ -23,31 +45,21 @@ class CropDataset(Dataset):
         source: (3, R, R) uint8, only with `source_size` R: the same crop (same box and random transform)
             sampled at R pixels, from which cascade stages cut their joint sub-images.
 
-    Random draws depend only on (seed, epoch, index), so a run is reproducible with any number of workers;
-    call `set_epoch` before each epoch.
+    Without `augmentation` every item is the plain crop of its box (evaluation).
     """
 
     def __init__(self, dataset: PoseDataset, input_size: int, augmentation: Augmentation | None = None,
                  seed: int = 0, source_size: int | None = None) -> None:
-        self.dataset = dataset
-        self.input_size = input_size
+        super().__init__(dataset, input_size, seed)
         self.source_size = source_size
         self.augmentation = augmentation
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         sample = self.dataset.samples[index]
         image = read_image(sample.image_path)
         params = CropParams()
         if self.augmentation is not None:
-            params = sample_params(np.random.default_rng([self.seed, self.epoch, index]), self.augmentation)
+            params = sample_params(self.rng(index), self.augmentation)
         crop, joints, labelled, visible, affine = crop_sample(
             image, sample, self.dataset.skeleton, (self.input_size, self.input_size), params)
         item = {

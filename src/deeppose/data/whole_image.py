@@ -15,15 +15,16 @@ index):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset
+from deeppose.data.torch_dataset import SeededDataset
+from deeppose.data.transforms import Augmentation
 from deeppose.geometry import (
     augmentation_matrix,
     crop_pixel_to_normalized,
@@ -51,7 +52,8 @@ class ZoomOut:
             the others may reach past it, padded with black as the squared photo is.
         letterbox_prob: share of nobody views shown as a non-square picture is at inference: centred, with black
             bars on two sides (without them, the bars alone would say "a photo, so a person").
-        rotation_deg, flip_prob, brightness, contrast: as in `transforms.Augmentation`.
+        augment: the rotation, mirror and photometric jitter of person views (`transforms.Augmentation`; its
+            scale and shift are not used: the zoom-out draws the crop).
     """
 
     whole_prob: float = 0.3
@@ -63,10 +65,8 @@ class ZoomOut:
     synthetic_prob: float = 0.35
     inside_prob: float = 0.7
     letterbox_prob: float = 0.5
-    rotation_deg: float = 15.0
-    flip_prob: float = 0.5
-    brightness: float = 0.25
-    contrast: float = 0.25
+    augment: Augmentation = field(default_factory=lambda: Augmentation(15.0, flip_prob=0.5, brightness=0.25,
+                                                                       contrast=0.25))
 
 
 def synthetic_background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -155,7 +155,7 @@ def zoom_out_box(rng: np.random.Generator, person: np.ndarray, zoom: ZoomOut, li
     return np.array([centre[0], centre[1], side, side])
 
 
-class WholeImageDataset(Dataset):
+class WholeImageDataset(SeededDataset):
     """Localizer training/validation items from a PoseDataset of photos with one annotated person each.
 
     Each item is a dict: image (3, S, S) uint8; joints (K, 2) float32 normalized crop coordinates; weight (K,)
@@ -166,17 +166,8 @@ class WholeImageDataset(Dataset):
     """
 
     def __init__(self, dataset: PoseDataset, input_size: int, zoom: ZoomOut | None = None, seed: int = 0) -> None:
-        self.dataset = dataset
-        self.input_size = input_size
+        super().__init__(dataset, input_size, seed)
         self.zoom = zoom
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
     def view(self, rng: np.random.Generator | None, image: np.ndarray, person: np.ndarray
              ) -> tuple[np.ndarray | None, bool]:
@@ -199,7 +190,7 @@ class WholeImageDataset(Dataset):
         image = read_image(sample.image_path)
         skeleton = self.dataset.skeleton
         size = (self.input_size, self.input_size)
-        rng = None if self.zoom is None else np.random.default_rng([self.seed, self.epoch, index])
+        rng = None if self.zoom is None else self.rng(index)
         person = joints_box(sample.joints, sample.labelled, self.zoom.box_scale if self.zoom else 1.33)
         box, present = self.view(rng, image, person)
         k = skeleton.num_joints
@@ -210,7 +201,7 @@ class WholeImageDataset(Dataset):
         else:
             rotation, flip, brightness, contrast = 0.0, False, 1.0, 1.0
             if rng is not None:
-                z = self.zoom
+                z = self.zoom.augment
                 rotation = float(rng.uniform(-z.rotation_deg, z.rotation_deg))
                 flip = bool(rng.random() < z.flip_prob)
                 brightness = 1.0 + float(rng.uniform(-z.brightness, z.brightness))

@@ -165,7 +165,25 @@ def upgrade_1_to_2(d: dict[str, Any], parent: dict[str, Any] | None = None) -> d
         cal = d.get("calibration", {"a": 1.0, "b": 0.0})
         out["box_rule"] = {"box_scale": d.get("box_scale", 1.33), "recrops": d.get("recrops"), "a": cal["a"],
                            "b": cal["b"]}
+        if "config" in out["provenance"]:
+            out["provenance"]["config"] = upgrade_localizer_config_1_to_2(out["provenance"]["config"])
     return out
+
+
+def upgrade_localizer_config_1_to_2(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 localizer run config: its optimizer settings (lr, batch_size...) stood at the top level, and the
+    views' jitter (rotation_deg, flip_prob, brightness, contrast) in `zoom`; they move to `optim` and
+    `zoom.augment`."""
+    cfg = dict(cfg)
+    optim = {k: cfg.pop(k) for k in ("lr", "weight_decay", "batch_size", "warmup_steps", "min_lr_ratio") if k in cfg}
+    if optim:
+        cfg["optim"] = {"name": "adamw", **optim}
+    zoom = dict(cfg.get("zoom", {}))
+    augment = {k: zoom.pop(k) for k in ("rotation_deg", "flip_prob", "brightness", "contrast") if k in zoom}
+    if augment:
+        zoom["augment"] = augment
+    cfg["zoom"] = zoom
+    return cfg
 
 
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: upgrade_1_to_2}

@@ -6,7 +6,7 @@ data are the training run's own splits (`train.localizer.whole_image_splits`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +23,29 @@ from deeppose.errors import DeepPoseError
 from deeppose.eval.metrics import pck
 from deeppose.models.checkpoint import model_from_checkpoint, save_checkpoint
 from deeppose.models.localizer import PersonLocalizer
-from deeppose.models.meta import BoxRule
+from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.paths import data_root
 from deeppose.serve.localize import FOUND_THRESHOLD, calibrate_presence, presence_probability
 from deeppose.serve.predictor import Predictor
-from deeppose.train.localizer import localizer_outputs, whole_image_splits
+from deeppose.train.localizer import LocalizerConfig, localizer_config, localizer_outputs, whole_image_splits
 
 
 def nobody_views(dataset: PoseDataset, input_size: int, zoom: ZoomOut, seed: int) -> WholeImageDataset:
     """Views with nobody in them (regions clear of the person, synthetic backgrounds) of every photo of
     `dataset`, drawn with `seed`: the negatives of calibration and of the no-person benchmark."""
-    return WholeImageDataset(dataset, input_size, ZoomOut(**{**asdict(zoom), "negative_prob": 1.0}), seed)
+    return WholeImageDataset(dataset, input_size, replace(zoom, negative_prob=1.0), seed)
 
 
 def localizer_and_splits(checkpoint: str | Path, root: str | Path | None
-                         ) -> tuple[PersonLocalizer, dict[str, Any], dict[str, PoseDataset]]:
-    """A localizer checkpoint's (model, meta) and the data splits of its training run (`whole_image_splits`);
-    DeepPoseError when the file is not a localizer."""
-
+                         ) -> tuple[PersonLocalizer, ModelMeta, LocalizerConfig, dict[str, PoseDataset]]:
+    """A localizer checkpoint's model, meta, training config and the data splits of its training run
+    (`whole_image_splits`); DeepPoseError when the file is not a localizer."""
     model, meta = model_from_checkpoint(checkpoint)
     if meta.kind != "localizer":
         raise DeepPoseError(checkpoint, "not a person localizer checkpoint")
-    cfg = meta.provenance["config"]
-    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
-                                cfg["lspet_val_size"])
-    return model, meta, splits
+    cfg = localizer_config(meta.provenance["config"])
+    splits = whole_image_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size)
+    return model, meta, cfg, splits
 
 
 def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Path | None = None,
@@ -59,13 +57,11 @@ def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Pat
         the calibration {"a", "b", "n_positive", "n_negative", "val_error_positive", "val_error_negative"}.
     """
 
-    model, meta, splits = localizer_and_splits(checkpoint, root)
-    cfg = meta.provenance["config"]
-    zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"])})
+    model, meta, cfg, splits = localizer_and_splits(checkpoint, root)
     logits, labels = [], []
     for name in ("lsp_val", "lspet_val"):
         for data in (WholeImageDataset(splits[name], meta.input_size),
-                     nobody_views(splits[name], meta.input_size, zoom, cfg["seed"] + 1000)):
+                     nobody_views(splits[name], meta.input_size, cfg.zoom, cfg.seed + 1000)):
             _, logit, label = localizer_outputs(model, data, progress=progress)
             logits.append(logit)
             labels.append(label)
@@ -89,15 +85,8 @@ def tune_box_rule(localizer: str | Path, pose: str | Path, out: str | Path,
     Returns:
         {"rows": [{"box_scale", "recrops", "lsp_val_pck", "lspet_val_pck", "score"}...], "best": row}.
     """
-    from deeppose.models.checkpoint import model_from_checkpoint
-
-    model, meta = model_from_checkpoint(localizer)
-    if meta.kind != "localizer":
-        raise DeepPoseError(localizer, "not a person localizer checkpoint")
+    model, meta, _, splits = localizer_and_splits(localizer, root)
     pose_model, pose_meta = model_from_checkpoint(pose)
-    cfg = meta.provenance["config"]
-    splits = whole_image_splits(Path(root) if root else data_root(), cfg["seed"], cfg["lsp_val_size"],
-                                cfg["lspet_val_size"])
     images = {name: [read_image(s.image_path) for s in splits[name].samples] for name in ("lsp_val", "lspet_val")}
     rule = meta.box_rule or BoxRule()
     rows = []
@@ -143,15 +132,13 @@ def refit_presence(checkpoint: str | Path, out: str | Path, n_views: int = 4000,
     Returns:
         {"n_views", "n_negative", "train_error"}.
     """
-    model, meta, splits = localizer_and_splits(checkpoint, root)
-    cfg = meta.provenance["config"]
+    model, meta, cfg, splits = localizer_and_splits(checkpoint, root)
     train = PoseDataset("lsp+lspet", splits["lsp_train"].root, "train", splits["lsp_train"].skeleton,
                         splits["lsp_train"].samples + splits["lspet_train"].samples)
-    zoom = ZoomOut(**{**cfg["zoom"], "person_fraction": tuple(cfg["zoom"]["person_fraction"]), "negative_prob": 0.5,
-                      "letterbox_prob": 0.5})
-    picks = np.random.default_rng([cfg["seed"], 17]).choice(len(train), min(n_views, len(train)), replace=False)
+    zoom = replace(cfg.zoom, negative_prob=0.5, letterbox_prob=0.5)
+    picks = np.random.default_rng([cfg.seed, 17]).choice(len(train), min(n_views, len(train)), replace=False)
     x, y = pooled_features(model, WholeImageDataset(train.subset(np.sort(picks), "train"), meta.input_size, zoom,
-                                                    cfg["seed"] + 2000), progress)
+                                                    cfg.seed + 2000), progress)
     xt, yt = torch.from_numpy(x).double(), torch.from_numpy(y).double()
     weight = torch.where(yt > 0.5, 0.5 / yt.sum(), 0.5 / (1 - yt).sum())
     layer = model.presence

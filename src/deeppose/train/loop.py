@@ -1,9 +1,10 @@
-"""The training loop: `fit(cfg, out)` trains a stage (a `StageTask`) resumably, validating and keeping the best.
+"""The training loop: a task (`StageTask`) trained resumably on a `Schedule`, validated, its best kept.
+
+    result = fit(cfg, "runs/x")           # stage 1 (or a cascade stage) from a TrainConfig -> FitResult
+    result = run_task(task, schedule, "runs/y")   # any task: the person localizer trains so
 
 Every random draw depends on (seed, epoch, position) and the torch RNG state is checkpointed, so a run killed at
 any checkpoint and resumed with `resume=True` ends with the same weights as an uninterrupted one.
-
-    result = fit(cfg, "runs/x")           # -> FitResult: best validation PCK, best.pt and last.pt, steps, time
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from deeppose.config import TrainConfig
+from deeppose.config import OptimConfig, TrainConfig
 from deeppose.data.sample import PoseDataset
-from deeppose.data.torch_dataset import CropDataset
 from deeppose.errors import DeepPoseError
 from deeppose.files import copy_file, write_json
 from deeppose.models.checkpoint import load_checkpoint, save_checkpoint
@@ -55,17 +55,38 @@ class StageTask:
 
     Attributes:
         model: the network whose parameters are optimized.
-        crops: the training CropDataset (its epoch is set by `fit`).
+        crops: the training dataset, with `set_epoch(epoch)` (e.g. a CropDataset).
         loss: batch dict of `crops` -> scalar loss tensor (forward pass included).
-        validate: () -> {"val_pck": ..., "val_pcp": ...} of the current weights (leaves train mode on).
+        validate: () -> metrics of the current weights, e.g. {"val_pck": ..., "val_pcp": ...} (leaves train mode on).
         meta: what its checkpoints say about the model (`provenance["config"]` identifies the run).
+        select: the validation metric that picks best.pt (higher is better).
     """
 
     model: nn.Module
-    crops: CropDataset
+    crops: Dataset
     loss: Callable[[dict[str, Any]], torch.Tensor]
     validate: Callable[[], dict[str, float]]
     meta: ModelMeta
+    select: str = "val_pck"
+
+
+@dataclass
+class Schedule:
+    """How a task trains: epochs (a fractional last one is cut short), the optimizer and batch size, the data
+    order's seed and loader processes, the time budget (0: none; summed over resumed calls) and how often a
+    checkpoint is written inside an epoch."""
+
+    epochs: float
+    optim: OptimConfig
+    seed: int = 0
+    num_workers: int = 0
+    max_minutes: float = 0.0
+    checkpoint_minutes: float = 10.0
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> Schedule:
+        """The schedule of a training config."""
+        return cls(cfg.epochs, cfg.optim, cfg.seed, cfg.data.num_workers, cfg.max_minutes, cfg.checkpoint_minutes)
 
 
 @dataclass
@@ -75,7 +96,7 @@ class FitResult:
     Attributes:
         out, best, last: the run folder, its best validated checkpoint (None if none was validated yet) and its
             resumable one.
-        best_val_pck: the best validation PCK so far (-1 before any validation).
+        best_val_pck: the best value of the task's selection metric so far (-1 before any validation).
         steps, epochs_done, stopped_early: where the run stands.
         seconds, train_seconds: training time of this call and of the whole run (resumed calls summed).
         images_per_s, n_parameters: speed of this call and model size.
@@ -102,7 +123,7 @@ class FitResult:
 class Run:
     """A training run in progress: its task, optimizer and where it stands (what `last.pt` resumes)."""
 
-    cfg: TrainConfig
+    schedule: Schedule
     out: Path
     task: StageTask
     opt: torch.optim.Optimizer
@@ -153,28 +174,30 @@ def _run_identity(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def start_run(cfg: TrainConfig, out: Path, resume: bool,
-              make_task: Callable[[TrainConfig, PoseDataset, PoseDataset], StageTask]) -> Run:
-    """Check the run folder, build the task and its optimizer, and restore `out/last.pt` when resuming (same
-    config required); a new run writes out/config.json."""
-    if not 0 < cfg.epochs < float("inf"):
-        raise DeepPoseError(None, f"config epochs: expected a positive number of epochs, got {cfg.epochs!r}")
-    last = out / "last.pt"
+def check_run_folder(out: Path, resume: bool, epochs: float) -> None:
+    """Refuse, before anything is written: a number of epochs that is not positive and finite, a folder with a run
+    in it unless resuming, and resuming where there is nothing to resume."""
+    if not 0 < epochs < float("inf"):
+        raise DeepPoseError(None, f"config epochs: expected a positive number of epochs, got {epochs!r}")
     if out.exists() and any(out.iterdir()) and not resume:
         raise DeepPoseError(out, "run folder is not empty; pass --resume to continue it or choose another --out")
-    if resume and not last.is_file():
-        raise DeepPoseError(last, "nothing to resume: no checkpoint in this run folder")
+    if resume and not (out / "last.pt").is_file():
+        raise DeepPoseError(out / "last.pt", "nothing to resume: no checkpoint in this run folder")
+
+
+def start_run(task: StageTask, schedule: Schedule, out: Path, resume: bool) -> Run:
+    """The task's optimizer and schedule, restored from `out/last.pt` when resuming (same config required); a new
+    run writes out/config.json."""
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    train, val = build_datasets(cfg.data, cfg.seed)
-    task = make_task(cfg, train, val)
-    steps_per_epoch = len(train) // cfg.optim.batch_size
+    batch = schedule.optim.batch_size
+    steps_per_epoch = len(task.crops) // batch
     if steps_per_epoch == 0:
-        raise DeepPoseError(None, f"{len(train)} training images are fewer than one batch of {cfg.optim.batch_size}")
-    total_steps = max(1, round(cfg.epochs * steps_per_epoch))
-    opt, sched = make_optimizer(task.model, cfg.optim, total_steps)
-    run = Run(cfg, out, task, opt, sched, steps_per_epoch, total_steps, count_parameters(task.model))
+        raise DeepPoseError(None, f"{len(task.crops)} training images are fewer than one batch of {batch}")
+    total_steps = max(1, round(schedule.epochs * steps_per_epoch))
+    opt, sched = make_optimizer(task.model, schedule.optim, total_steps)
+    run = Run(schedule, out, task, opt, sched, steps_per_epoch, total_steps, count_parameters(task.model))
     if resume:
+        last = out / "last.pt"
         ckpt = load_checkpoint(last)
         done = ckpt["meta"].provenance
         if _run_identity(done.get("config")) != _run_identity(task.meta.provenance["config"]):
@@ -188,9 +211,9 @@ def start_run(cfg: TrainConfig, out: Path, resume: bool,
         run.seconds_before = float(done.get("train_seconds", 0.0))
     else:
         write_json(out / "config.json", task.meta.provenance["config"])
-    print(f"training {task.meta.kind} {task.meta.model.arch if task.meta.model else ''} ({run.n_parameters / 1e6:.2f}M "
-          f"parameters) on {len(train)} images ({train.name}), validating on {len(val)}; {cfg.epochs:g} epochs x "
-          f"{steps_per_epoch} steps = {total_steps} steps")
+    arch = f" {task.meta.model.arch}" if task.meta.model else ""
+    print(f"training {task.meta.kind}{arch} ({run.n_parameters / 1e6:.2f}M parameters) on {len(task.crops)} "
+          f"images; {schedule.epochs:g} epochs x {steps_per_epoch} steps = {total_steps} steps")
     return run
 
 
@@ -204,10 +227,10 @@ def validate(run: Run) -> None:
                                            "seconds": round(run.seconds(), 1)}])
     for k, v in metrics.items():
         run.writer.add_scalar(f"val/{k}", v, run.step)
-    run.bar.write(f"epoch {at:g}/{run.cfg.epochs:g}: val PCK@{run.cfg.val_alpha:g} {metrics['val_pck']:.4f}  "
-                  f"PCP {metrics['val_pcp']:.4f}")
-    improved = metrics["val_pck"] > run.best
-    run.best = max(run.best, metrics["val_pck"])
+    run.bar.write(f"epoch {at:g}/{run.schedule.epochs:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    value = metrics[run.task.select]
+    improved = value > run.best
+    run.best = max(run.best, value)
     run.save(run.out / "last.pt")
     if improved:
         copy_file(run.out / "last.pt", run.out / "best.pt")
@@ -218,33 +241,33 @@ def train_one_epoch(run: Run, stop_after_steps: int, progress: bool, counters: d
     on the way; True when the run must stop early (`stop_after_steps` of this call, or its time budget).
 
     `counters` carries this call's "steps", "images", "rows" (train_log rows not yet written), "last_line"."""
-    cfg, batch = run.cfg, run.cfg.optim.batch_size
+    s, batch = run.schedule, run.schedule.optim.batch_size
     run.task.crops.set_epoch(run.epoch)
     in_epoch = run.step - run.epoch * run.steps_per_epoch
     # The loader gets its own generator: drawing worker seeds from the global RNG would shift the dropout masks
     # of a resumed run.
-    loader = DataLoader(run.task.crops, batch_size=batch, drop_last=True, num_workers=cfg.data.num_workers,
-                        sampler=EpochSampler(len(run.task.crops), cfg.seed, run.epoch, in_epoch * batch),
-                        generator=torch.Generator().manual_seed(cfg.seed + run.epoch))
+    loader = DataLoader(run.task.crops, batch_size=batch, drop_last=True, num_workers=s.num_workers,
+                        sampler=EpochSampler(len(run.task.crops), s.seed, run.epoch, in_epoch * batch),
+                        generator=torch.Generator().manual_seed(s.seed + run.epoch))
     for item in loader:
         loss = run.task.loss(item)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.optim.grad_clip > 0:
-            nn.utils.clip_grad_norm_(run.task.model.parameters(), cfg.optim.grad_clip)
+        if s.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(run.task.model.parameters(), s.optim.grad_clip)
         run.opt.step()
         run.sched.step()
         run.step += 1
         counters["steps"] += 1
         counters["images"] += len(item["index"])
         _log_step(run, loss.item(), progress, counters)
-        out_of_time = cfg.max_minutes > 0 and run.seconds() > cfg.max_minutes * 60
+        out_of_time = s.max_minutes > 0 and run.seconds() > s.max_minutes * 60
         if (stop_after_steps and counters["steps"] >= stop_after_steps) or out_of_time:
             counters["out_of_time"] = out_of_time
             return True
         if run.step >= run.total_steps:  # the end of a fractional last epoch
             return False
-        if time.perf_counter() - run.last_checkpoint > cfg.checkpoint_minutes * 60 and run.step % run.steps_per_epoch:
+        if time.perf_counter() - run.last_checkpoint > s.checkpoint_minutes * 60 and run.step % run.steps_per_epoch:
             _append_csv(run.out / "train_log.csv", counters["rows"])
             counters["rows"] = []
             run.save(run.out / "last.pt")
@@ -262,8 +285,9 @@ def _log_step(run: Run, loss: float, progress: bool, counters: dict[str, Any]) -
     if not progress and time.perf_counter() - counters["last_line"] > STATUS_LINE_SECONDS:
         counters["last_line"] = time.perf_counter()
         eta = (run.total_steps - run.step) * elapsed / counters["steps"]
-        print(f"step {run.step}/{run.total_steps} epoch {run.epoch + 1}/{math.ceil(run.cfg.epochs)} loss {loss:.4f} "
-              f"lr {lr:.2e} {speed:.1f} img/s ETA {eta / 60:.0f} min", flush=True)
+        epochs = math.ceil(run.schedule.epochs)
+        print(f"step {run.step}/{run.total_steps} epoch {run.epoch + 1}/{epochs} loss {loss:.4f} lr {lr:.2e} "
+              f"{speed:.1f} img/s ETA {eta / 60:.0f} min", flush=True)
     if run.step % TRAIN_LOG_EVERY == 0:
         counters["rows"].append({"step": run.step, "epoch": run.epoch, "loss": round(loss, 6), "lr": lr,
                                  "images_per_s": round(speed, 2), "seconds": round(run.seconds_before + elapsed, 1)})
@@ -274,10 +298,27 @@ def _log_step(run: Run, loss: float, progress: bool, counters: dict[str, Any]) -
 def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_steps: int = 0,
         progress: bool = True, make_task: Callable[[TrainConfig, PoseDataset, PoseDataset], StageTask] | None = None
         ) -> FitResult:
-    """Train a stage (by default the stage-1 regressor) as configured; write checkpoints and logs into `out`.
+    """Train a stage (by default the stage-1 regressor) as configured, into `out` (see `run_task`).
 
-    Files: config.json, last.pt (resumable), best.pt (best validation PCK), train_log.csv, val_log.csv,
-    tb/ (TensorBoard).
+    Args:
+        make_task: builds the model, data, loss and validation from (cfg, train, val), the datasets of
+            `cfg.data`; the default trains stage 1 (`train.stage1.stage1_task`), `train.cascade` passes a
+            refinement stage.
+        resume, stop_after_steps, progress: see `run_task`.
+    """
+    if make_task is None:
+        from deeppose.train.stage1 import stage1_task as make_task
+    out = Path(out)
+    check_run_folder(out, resume, cfg.epochs)
+    torch.manual_seed(cfg.seed)
+    train, val = build_datasets(cfg.data, cfg.seed)
+    return run_task(make_task(cfg, train, val), Schedule.of(cfg), out, resume, stop_after_steps, progress)
+
+
+def run_task(task: StageTask, schedule: Schedule, out: str | Path, resume: bool = False, stop_after_steps: int = 0,
+             progress: bool = True) -> FitResult:
+    """Train `task` on `schedule` into `out`: config.json, last.pt (resumable), best.pt (best `task.select`),
+    train_log.csv, val_log.csv, tb/ (TensorBoard). The caller seeds torch before building the task.
 
     Args:
         resume: continue from out/last.pt (same config required).
@@ -285,21 +326,18 @@ def fit(cfg: TrainConfig, out: str | Path, resume: bool = False, stop_after_step
             unchanged, so a later `resume=True` call continues exactly.
         progress: show a progress bar (loss, lr, images/s, ETA); without it a status line is printed every
             STATUS_LINE_SECONDS, for logs written to a file.
-        make_task: builds the model, data, loss and validation from (cfg, train, val); the default trains
-            stage 1 (`train.stage1.stage1_task`), `train.cascade` passes a refinement stage.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    if make_task is None:
-        from deeppose.train.stage1 import stage1_task as make_task
     out = Path(out)
-    run = start_run(cfg, out, resume, make_task)
+    check_run_folder(out, resume, schedule.epochs)
+    run = start_run(task, schedule, out, resume)
     run.writer = SummaryWriter(str(out / "tb"))
     run.bar = tqdm(total=run.total_steps, initial=run.step, desc="training", unit="step", disable=not progress,
                    dynamic_ncols=True)
     run.start = run.last_checkpoint = time.perf_counter()
     counters: dict[str, Any] = {"steps": 0, "images": 0, "rows": [], "last_line": run.start, "out_of_time": False}
-    run.task.model.train()
+    task.model.train()
     stopped = False
     while run.step < run.total_steps and not stopped:
         stopped = train_one_epoch(run, stop_after_steps, progress, counters)
