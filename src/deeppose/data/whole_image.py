@@ -40,33 +40,35 @@ from deeppose.geometry import (
 class ZoomOut:
     """How the localizer's training views are drawn.
 
-    Attributes:
+    Attributes (which view, then how a person view is framed and jittered, then where a nobody view lies):
         whole_prob: share of views that are the whole image.
         negative_prob: share of views with nobody in them.
-        person_fraction: (low, high) side of the person's box over the crop side, drawn log-uniformly.
-        box_scale: the person's box is `joints_box(joints, labelled, box_scale)`.
-        clearance: a nobody view keeps this many person-box sides' distance (box enlarged by it).
-        min_region: a nobody view's side is at least this fraction of the photo's shorter side.
         synthetic_prob: share of nobody views that are synthetic even when the photo has room for one.
-        inside_prob: share of zoom-out views kept inside the squared photo (as a real photo frames a person);
-            the others may reach past it, padded with black as the squared photo is.
         letterbox_prob: share of nobody views shown as a non-square picture is at inference: centred, with black
             bars on two sides (without them, the bars alone would say "a photo, so a person").
+        person_fraction: (low, high) side of the person's box over the crop side, drawn log-uniformly.
+        box_scale: the person's box is `joints_box(joints, labelled, box_scale)`.
+        inside_prob: share of zoom-out views kept inside the squared photo (as a real photo frames a person);
+            the others may reach past it, padded with black as the squared photo is.
         augment: the rotation, mirror and photometric jitter of person views (`transforms.Augmentation`; its
             scale and shift are not used: the zoom-out draws the crop).
+        clearance: a nobody view keeps this many person-box sides' distance (box enlarged by it).
+        min_region: a nobody view's side is at least this fraction of the photo's shorter side.
     """
 
     whole_prob: float = 0.3
     negative_prob: float = 0.2
-    person_fraction: tuple[float, float] = (0.15, 1.0)
-    box_scale: float = 1.33
-    clearance: float = 1.3
-    min_region: float = 0.25
     synthetic_prob: float = 0.35
-    inside_prob: float = 0.7
     letterbox_prob: float = 0.5
+    # person views
+    person_fraction: tuple[float, float] = (0.15, 1.0)
     augment: Augmentation = field(default_factory=lambda: Augmentation(15.0, flip_prob=0.5, brightness=0.25,
                                                                        contrast=0.25))
+    box_scale: float = 1.33
+    inside_prob: float = 0.7
+    # nobody views
+    clearance: float = 1.3
+    min_region: float = 0.25
 
 
 def synthetic_background(rng: np.random.Generator, size: int) -> np.ndarray:

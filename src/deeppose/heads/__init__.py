@@ -46,6 +46,6 @@ def objective(head: str, loss: str, heatmap: HeatmapLossConfig, key: str = "loss
     """The per-joint training loss of a head: (HeadOutput, (..., K, 2) true joints) -> (..., K), after checking
     the settings (DeepPoseError naming the config key `key` of the loss)."""
     cls = head_class(head)
-    cls.check_loss(loss, key)
+    cls.check_loss(loss, head, key)
     check_heatmap_settings(heatmap)
     return partial(cls.loss, loss=loss, heatmap=heatmap)

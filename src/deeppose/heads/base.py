@@ -15,6 +15,7 @@ from torch import nn
 
 from deeppose.errors import DeepPoseError
 from deeppose.geometry import own_joint
+from deeppose.heads.losses import check_coordinate_loss
 
 if TYPE_CHECKING:
     from deeppose.config import HeatmapLossConfig, ModelConfig
@@ -83,7 +84,7 @@ class Head(nn.Module):
         features(backbone, x): the backbone features it reads, from normalized images (B, 3, S, S).
         output(features): a `HeadOutput` (joints, confidence, and what the loss needs).
         forward(features): (B, K, 2) joints alone (the inference path; `output(...).joints` by default).
-        check_loss(loss, key): refuse a coordinate loss it cannot train with.
+        check_loss(loss, head, key): refuse a loss it cannot train with (by default: all but the coordinate losses).
         loss(out, target, loss, heatmap): (..., K) per-joint training losses against (..., K, 2) true joints.
     """
 
@@ -102,8 +103,9 @@ class Head(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def check_loss(cls, loss: str, key: str) -> None:
-        raise NotImplementedError
+    def check_loss(cls, loss: str, head: str, key: str) -> None:
+        """Refuse a loss the head cannot train with (`head`: its name in the table, `key`: the config key)."""
+        check_coordinate_loss(loss, head, key)
 
     @staticmethod
     def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 
 from deeppose.geometry import cell_centres
 from deeppose.heads.base import HeadOutput
-from deeppose.heads.losses import LOSSES, check_coordinate_loss
+from deeppose.heads.losses import LOSSES
 from deeppose.heads.maps import gaussian_heatmaps
 from deeppose.heads.pyramid import PyramidHead
 
@@ -147,10 +147,6 @@ class SoftArgmaxHead(PyramidHead):
         """Backbone features (shallowest first) -> (B, K, 2) box-normalized joints."""
         return dsnt(spatial_softmax(self.heatmap_logits(features)))
 
-    @classmethod
-    def check_loss(cls, loss: str, key: str) -> None:
-        check_coordinate_loss(loss, "soft_argmax", key)
-
     @staticmethod
     def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:
         """(..., K): the coordinate loss on the DSNT output alone (the codec is Eq. 1's coordinates)."""
@@ -162,14 +158,10 @@ class DSNTHead(SoftArgmaxHead):
     lambda times a regularizer on its normalized maps (`dsnt_regularizer`: the Jensen-Shannon divergence to a
     Gaussian of sigma_t at the joint, or its variance towards sigma_t^2), `heatmap.weight` = lambda."""
 
-    @classmethod
-    def check_loss(cls, loss: str, key: str) -> None:
-        check_coordinate_loss(loss, "dsnt", key)
-
     @staticmethod
     def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:
         """(..., K): coordinate loss + lambda * regularizer (none when `heatmap.regularizer` is "" or lambda 0)."""
-        value = LOSSES[loss](out.joints, target)
+        value = SoftArgmaxHead.loss(out, target, loss, heatmap)
         if heatmap.regularizer and heatmap.weight > 0:
             value = value + heatmap.weight * dsnt_regularizer(out.logits, target, heatmap.sigma, heatmap.regularizer)
         return value

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from deeppose.heads.base import Head, HeadOutput
-from deeppose.heads.losses import LOSSES, check_coordinate_loss
+from deeppose.heads.losses import LOSSES
 
 if TYPE_CHECKING:
     from deeppose.config import HeatmapLossConfig, ModelConfig
@@ -104,10 +104,6 @@ class FCHead(Head):
             return HeadOutput(joints, torch.full(joints.shape[:2], float("nan"), device=joints.device))
         logits = self.score(features[0])
         return HeadOutput(joints, torch.sigmoid(logits), score_logits=logits)
-
-    @classmethod
-    def check_loss(cls, loss: str, key: str) -> None:
-        check_coordinate_loss(loss, "fc", key)
 
     @staticmethod
     def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:

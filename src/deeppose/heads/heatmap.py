@@ -200,7 +200,7 @@ class HeatmapHead(PyramidHead):
         return HeadOutput(joints, confidence, logits=maps, fine=fine, windows=windows)
 
     @classmethod
-    def check_loss(cls, loss: str, key: str) -> None:
+    def check_loss(cls, loss: str, head: str, key: str) -> None:
         if loss != "mse":
             raise DeepPoseError(None, f"config {key}: the heatmap head trains with loss 'mse' (Tompson), not {loss!r}")
 
