@@ -36,7 +36,11 @@ def test_every_head_gives_joints_and_a_confidence_in_0_1(arch, head, kw, maps):
         out = model.output(IMAGES)
         plain = model(IMAGES)
     assert out.joints.shape == (2, 14, 2) and torch.allclose(out.joints, plain, atol=1e-6)
-    assert out.confidence.shape == (2, 14) and ((out.confidence >= 0) & (out.confidence <= 1)).all()
+    # each head's confidence is what its paper's read-out says
+    expected = {"fc": lambda: torch.sigmoid(out.score_logits),
+                "dsnt": lambda: mass_near(spatial_softmax(out.logits), out.joints),
+                "heatmap": lambda: out.logits.amax(dim=(-2, -1)).clamp(0, 1)}[head]()
+    assert out.confidence.shape == (2, 14) and torch.allclose(out.confidence, expected, atol=1e-6)
     assert (out.logits is None) == (maps is None)
     if maps:
         assert out.logits.shape == (2, 14, maps, maps)

@@ -10,6 +10,7 @@ import torch
 from deeppose.cli import main
 from deeppose.config import load_config
 from deeppose.models.checkpoint import load_checkpoint
+from deeppose.serve.predictor import Predictor
 from deeppose.train.builders import build_datasets
 from deeppose.train.stage1 import stage1_task
 from deeppose.visualize import save_image
@@ -65,7 +66,10 @@ def test_each_head_trains_and_predicts_with_confidence(head, data_root, tmp_path
     assert main(["predict", "--checkpoint", str(run / "best.pt"), str(tmp_path / "person.png"), "--out",
                  str(tmp_path / "pred"), "--min-confidence", "0.5"]) == 0
     joints = json.loads((tmp_path / "pred" / "person.json").read_text())["joints"]
-    assert len(joints) == 14 and all(0.0 <= j["confidence"] <= 1.0 for j in joints)
+    api = Predictor.from_checkpoint(run / "best.pt").predict(image)  # the JSON holds what the API predicts
+    confidence = [np.nan if j["confidence"] is None else j["confidence"] for j in joints]
+    np.testing.assert_allclose(confidence, api.confidence, atol=1e-6)
+    np.testing.assert_allclose([[j["x"], j["y"]] for j in joints], api.joints, atol=1e-4)
 
 
 @pytest.mark.slow
@@ -80,7 +84,9 @@ def test_a_cascade_refines_with_a_heatmap_head(data_root, tmp_path):
     assert meta.refiners[0].model.head == "heatmap"
     assert main(["eval", "--checkpoint", str(run / "cascade.pt"), "--dataset", "synthetic", "--root",
                  str(data_root / "synthetic"), "--split", "test", "--out", str(tmp_path / "report")]) == 0
-    confidence = json.loads((tmp_path / "report" / "metrics.json").read_text())["confidence"]
-    assert 0.0 <= confidence["auroc"] <= 1.0 and confidence["n_joints"] > 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    confidence = metrics["confidence"]  # scored on the same joints as the PCK: all of them kept, the same PCK
+    assert confidence["n_joints"] == metrics["n_joints"]
+    assert confidence["pck_of_most_confident"]["1"] == pytest.approx(metrics["pck"]["0.2"], abs=1e-9)
     # a heatmap-head cascade stage asks for the heatmap loss
     assert main([*args[:-2], "cascade.loss=l1", "--out", str(tmp_path / "bad")]) != 0

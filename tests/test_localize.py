@@ -190,8 +190,8 @@ def _tiny_localizer(path: Path) -> Path:
 def _tiny_pose(path: Path) -> Path:
     from deeppose.models.factory import create_model
 
-    model = create_model(ModelConfig("mobilenet_v2", width=0.35, stride=8, reduce=16, head="dsnt"), 14, 64)
     m = ModelConfig("mobilenet_v2", width=0.35, stride=8, reduce=16, head="dsnt")
+    model = create_model(m, 14, 64)
     return save_checkpoint(path, model, ModelMeta("stage1", "lsp14", 14, 64, model=m))
 
 
@@ -202,7 +202,13 @@ def test_pipeline_checkpoint_round_trip(tmp_path):
     assert p.localizer is not None and p.recrops == 2
     image = np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8)
     r = p.predict(image)
-    assert r.box_source == "found" and 0 <= r.person_score <= 1 and r.person_found == (r.person_score >= 0.5)
+    assert r.box_source == "found" and r.person_found == (r.person_score >= 0.5)
+    # the score is the presence logit through the checkpoint's calibration
+    rule = p.localizer_meta.box_rule
+    calibrated = Predictor(p.model, p.meta, localizer=p.localizer,
+                           localizer_meta=replace(p.localizer_meta, box_rule=replace(rule, a=2.0, b=-1.0)))
+    logit = (np.log(r.person_score / (1 - r.person_score)) - rule.b) / rule.a
+    assert calibrated.predict(image).person_score == pytest.approx(1 / (1 + np.exp(-(2.0 * logit - 1.0))), abs=1e-6)
     assert r.joints.shape == (14, 2) and 1 <= r.passes <= 3
     given = p.predict(image, np.array([60.0, 40.0, 50.0, 50.0]))
     assert given.box_source == "given" and given.passes == 1
