@@ -8,7 +8,6 @@ from deeppose.geometry import crop_matrix, diam, joint_boxes, warp_images_torch
 from deeppose.models.cascade import (
     Cascade,
     box_crops,
-    own_joint,
     refine,
     refinement_stage,
     refinement_target,
@@ -72,13 +71,6 @@ def test_batched_crops_equal_one_crop_per_joint():
             px = torch.cat([centre, boxes[n, i, 2:] * 64])[None]
             single = warp_images_torch(sources[n:n + 1].float() / 255, crop_matrix(px, (24, 24)), (24, 24))
             assert torch.allclose(batched[n * 14 + i], single[0], atol=1e-5)
-
-
-def test_own_joint_reads_output_i_for_the_crop_of_joint_i():
-    psi = torch.arange(2 * 3 * 3 * 2, dtype=torch.float32).view(6, 3, 2)
-    joint = torch.arange(3).repeat(2)
-    got = own_joint(psi, joint)
-    assert torch.equal(got, torch.stack([psi[n, n % 3] for n in range(6)]))
 
 
 def test_fit_recovers_a_known_normal_and_draws_match_it():

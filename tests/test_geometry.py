@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from deeppose.geometry import (
     augmentation_matrix,
+    cell_centres,
     crop_matrix,
     crop_pixel_to_normalized,
     denormalize,
@@ -17,6 +18,7 @@ from deeppose.geometry import (
     joint_boxes,
     normalize,
     normalized_to_crop_pixel,
+    own_joint,
     square_box,
     transform_points,
     warp_image,
@@ -173,3 +175,30 @@ def test_joint_boxes_eq7():
     np.testing.assert_allclose(boxes, [[[1, 2, 20, 20], [3, 4, 20, 20]]])
     bt = joint_boxes(torch.from_numpy(y), torch.tensor([10.0], dtype=torch.float64), sigma=2.0)
     np.testing.assert_allclose(bt.numpy(), boxes)
+
+
+def test_normalize_takes_one_box_per_pose_or_one_per_joint():
+    y = torch.tensor([[[10.0, 20.0], [30.0, 40.0]]])  # (1, K=2, 2)
+    pose_box = torch.tensor([[20.0, 30.0, 40.0, 20.0]])  # (1, 4)
+    joint_boxes_ = torch.tensor([[[10.0, 20.0, 8.0, 8.0], [26.0, 44.0, 8.0, 16.0]]])  # (1, K, 4)
+    torch.testing.assert_close(normalize(y, pose_box), torch.tensor([[[-0.25, -0.5], [0.25, 0.5]]]))
+    torch.testing.assert_close(normalize(y, joint_boxes_), torch.tensor([[[0.0, 0.0], [0.5, -0.25]]]))
+    # a joint box per joint and D draws of it broadcast against the joints
+    draws = joint_boxes_.expand(3, 2, 4)[None]  # (1, D=3, K, 4)
+    assert normalize(y[:, None], draws).shape == (1, 3, 2, 2)
+
+
+@pytest.mark.parametrize("size", [7, (9, 5)])
+def test_the_pixel_cell_converter_maps_sample_edges_to_box_edges(size):
+    n = np.array([size, size]) if isinstance(size, int) else np.array(size)
+    edges = np.array([[-0.5, -0.5], n - 0.5])  # the outer edges of the first and last pixels
+    np.testing.assert_allclose(crop_pixel_to_normalized(edges, size), [[-0.5, -0.5], [0.5, 0.5]])
+    q = torch.rand(5, 2, dtype=torch.float64) * 10
+    torch.testing.assert_close(crop_pixel_to_normalized(normalized_to_crop_pixel(q, size), size), q)
+
+
+def test_cell_centres_and_own_joint():
+    torch.testing.assert_close(cell_centres(4), torch.tensor([-0.375, -0.125, 0.125, 0.375]))
+    psi = torch.arange(2 * 3 * 3 * 2, dtype=torch.float32).view(6, 3, 2)  # 6 crops, K = 3 outputs each
+    joint = torch.arange(3).repeat(2)  # crop n was cut for joint n % 3
+    assert torch.equal(own_joint(psi, joint), torch.stack([psi[n, n % 3] for n in range(6)]))

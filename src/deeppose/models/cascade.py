@@ -11,7 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deeppose.geometry import crop_matrix, diam, joint_boxes, normalized_to_crop_pixel, warp_images_torch
+from deeppose.geometry import (
+    crop_matrix,
+    diam,
+    joint_boxes,
+    normalize,
+    normalized_to_crop_pixel,
+    own_joint,
+    warp_images_torch,
+)
 from deeppose.heads.base import head_output
 from deeppose.skeleton import Skeleton
 
@@ -25,7 +33,7 @@ def refinement_target(y: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     Returns:
         (..., K, 2) displacement of the true joint from the box centre, in units of the box side.
     """
-    return (y - boxes[..., 0:2]) / boxes[..., 2:4]
+    return normalize(y, boxes)
 
 
 def refine(y_prev: torch.Tensor, boxes: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
@@ -60,18 +68,6 @@ def box_crops(sources: torch.Tensor, boxes: torch.Tensor, crop_size: int) -> tor
     px = torch.cat([centre, boxes[..., 2:4] * r], dim=-1).reshape(b * m, 4)
     src = sources.float() / 255.0 if sources.dtype == torch.uint8 else sources
     return warp_images_torch(src, crop_matrix(px, (crop_size, crop_size)), (crop_size, crop_size))
-
-
-def own_joint(psi: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
-    """Read, for the crop of joint i, the i-th of the network's K outputs (the faithful DeepPose read-out).
-
-    Args:
-        psi: (N, K, 2) outputs per crop; joint: (N,) long, the joint each crop was cut for.
-
-    Returns:
-        (N, 2).
-    """
-    return psi[torch.arange(len(psi), device=psi.device), joint]
 
 
 def refinement_stage(refiner: nn.Module, sources: torch.Tensor, y_prev: torch.Tensor, skeleton: Skeleton,
