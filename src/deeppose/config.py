@@ -80,7 +80,7 @@ class ModelConfig:
 
 @dataclass
 class HeatmapLossConfig:
-    """The losses of the heatmap heads (see `objectives`).
+    """The losses of the heatmap heads (see each head's `loss` in `deeppose.heads`).
 
     Attributes:
         sigma: width in heatmap cells of the Gaussian targets: Tompson's MSE target, DSNT's sigma_t.

@@ -54,7 +54,7 @@ class PersonLocalizer(nn.Module):
 
 class PosePipeline(nn.Module):
     """The shipped default: a `PersonLocalizer` in front of a pose model (stage 1 or a cascade), held together so
-    that one checkpoint carries both (`checkpoint.bundle_checkpoint`); `inference.Predictor` runs them."""
+    that one checkpoint carries both (`models.checkpoint.bundle_checkpoint`); `serve.predictor.Predictor` runs them."""
 
     def __init__(self, localizer: PersonLocalizer, pose: nn.Module) -> None:
         super().__init__()

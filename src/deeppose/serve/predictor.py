@@ -103,7 +103,7 @@ class Predictor(nn.Module):
         localizer: a `PersonLocalizer` that finds the person when no box is given (None: the whole image).
         localizer_meta: its checkpoint meta (input size, box scale, presence calibration).
         recrops: re-crops on the pose network's own prediction after localization (0: none; None: the
-            localizer's setting, `localizer_meta.box_rule.recrops`, else `localize.RECROPS`).
+            localizer's setting, `localizer_meta.box_rule.recrops`, else `serve.localize.RECROPS`).
         tol: a re-crop stops once the box moves by less than this fraction of its side.
     """
 
@@ -329,7 +329,7 @@ class Predictor(nn.Module):
     def boxes_for(self, samples: Sequence[Sample], images: Sequence[np.ndarray], dataset: str, mode: str
                   ) -> list[np.ndarray | None]:
         """The box of each sample (its decoded image beside it) for an evaluation mode: "annotated"
-        (`localize.annotated_box`), "image" (the whole image) or "found" (None: the localizer finds it)."""
+        (`serve.localize.annotated_box`), "image" (the whole image) or "found" (None: the localizer finds it)."""
         if mode not in BOX_SOURCES:
             raise ValueError(f"box mode must be one of {', '.join(BOX_SOURCES)}, got {mode!r}")
         if mode == "found":

@@ -1,6 +1,6 @@
 """Training the person localizer on whole photos (zoom-out and nobody views), resumable, selected on validation.
 
-The fixed validation splits: LSP's 200 (the same carve-out as every stage-1 run, `engine.build_datasets`) and
+The fixed validation splits: LSP's 200 (the same carve-out as every stage-1 run, `train.builders.build_datasets`) and
 `lspet_val_size` whole LSPET photos chosen by a permutation of the seed and excluded from training
 (`whole_image_splits`). Selection: the mean of the localizer's own whole-image PCK@0.2 on the two.
 """
@@ -87,7 +87,7 @@ def whole_image_splits(root: Path, seed: int = 0, lsp_val_size: int = 200, lspet
                        ) -> dict[str, PoseDataset]:
     """The localizer's data: {"lsp_train", "lsp_val", "lspet_train", "lspet_val"}, whole images (no boxes).
 
-    LSP's validation images are those of every stage-1 run (`engine.build_datasets`, same seed); LSPET's are
+    LSP's validation images are those of every stage-1 run (`train.builders.build_datasets`, same seed); LSPET's are
     `lspet_val_size` photos by a fixed permutation of (seed, 13).
     """
     lsp_train, lsp_val = build_datasets(DataConfig(train=["lsp:train"], root=str(root), val_size=lsp_val_size,
