@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from deeppose.files import atomic_write
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -49,8 +51,5 @@ def result_header(name: str, command: str) -> dict:
 
 def write_result(name: str, data: dict, command: str) -> Path:
     """Write benchmarks/results/<name>.json with date, commit, machine and command."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {**result_header(name, command), **data}
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    text = json.dumps({**result_header(name, command), **data}, indent=2) + "\n"
+    return atomic_write(RESULTS / f"{name}.json", lambda tmp: tmp.write_text(text))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from common import RESULTS
 
+from deeppose.files import atomic_write
+
 ROOT = Path(__file__).resolve().parents[1]
 LIMBS = ("upper_arm", "lower_arm", "upper_leg", "lower_leg", "mean")
 LIMB_NAMES = ("upper arm", "lower arm", "upper leg", "lower leg")
@@ -227,9 +229,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
     text = render()
-    tmp = args.out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(args.out)
+    atomic_write(args.out, lambda tmp: tmp.write_text(text))
     print(f"wrote {args.out}")
     return 0
 

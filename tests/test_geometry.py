@@ -202,3 +202,12 @@ def test_cell_centres_and_own_joint():
     psi = torch.arange(2 * 3 * 3 * 2, dtype=torch.float32).view(6, 3, 2)  # 6 crops, K = 3 outputs each
     joint = torch.arange(3).repeat(2)  # crop n was cut for joint n % 3
     assert torch.equal(own_joint(psi, joint), torch.stack([psi[n, n % 3] for n in range(6)]))
+
+
+def test_the_box_converter_corner_and_centre():
+    from deeppose.geometry import centre_box, corner_box
+
+    # a 4 x 2 box whose top-left pixel is (10, 20): pixel centres 10..13 and 20..21
+    box = centre_box(10, 20, 4, 2)
+    np.testing.assert_allclose(box, [11.5, 20.5, 4, 2])
+    assert corner_box(box) == [10.0, 20.0, 4.0, 2.0]

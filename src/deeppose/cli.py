@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeppose.errors import DeepPoseError
+from deeppose.geometry import centre_box
 from deeppose.paths import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -142,8 +143,7 @@ def _parse_box(text: str) -> np.ndarray:
         raise DeepPoseError(None, f"--box must be x,y,w,h (top-left corner, width, height), got {text!r}") from None
     if w <= 0 or h <= 0:
         raise DeepPoseError(None, f"--box width and height must be positive, got {text!r}")
-    # Corner form on the command line; boxes are (c_x, c_y, w, h) with pixel centres at integers inside.
-    return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h])
+    return centre_box(x, y, w, h)  # corner form on the command line, (c_x, c_y, w, h) inside
 
 
 def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported lazily)

@@ -28,8 +28,8 @@ from deeppose.data.synthetic import load_synthetic, write_synthetic
 from deeppose.data.torch_dataset import CropDataset
 from deeppose.eval.report import format_pcp_table, write_report
 from deeppose.files import write_json
+from deeppose.geometry import corner_box
 from deeppose.serve.batch import predict_dataset
-from deeppose.serve.localize import corner_box
 from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.train.loop import fit
 from deeppose.visualize import contact_sheet, draw_box, draw_pose, save_image
@@ -103,7 +103,7 @@ def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray]]:
         box = clear_region(rng, image.shape[1], image.shape[0], joints_box(s.joints, s.labelled), ZoomOut(
             min_region=0.4))
         if box is not None:
-            x0, y0, side = int(box[0] - box[2] / 2 + 0.5), int(box[1] - box[3] / 2 + 0.5), int(box[2])
+            x0, y0, side = (int(v) for v in corner_box(box)[:3])
             photos.append((f"nobody: part of lspet {s.image_id}", image[max(y0, 0):y0 + side, max(x0, 0):x0 + side]))
             break
     photos.append(("nobody: synthetic", synthetic_background(rng, 240)))

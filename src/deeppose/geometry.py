@@ -80,6 +80,17 @@ def whole_image_box(width: float, height: float) -> np.ndarray:
     return np.array([(width - 1) / 2.0, (height - 1) / 2.0, float(width), float(height)])
 
 
+def corner_box(b: np.ndarray) -> list[float]:
+    """The box converter, centre -> corner: (c_x, c_y, w, h) with pixel centres at integers -> [x, y, w, h] from
+    the top-left corner of the top-left pixel (the command line's --box and the JSON's "box")."""
+    return [float(b[0] - b[2] / 2 + 0.5), float(b[1] - b[3] / 2 + 0.5), float(b[2]), float(b[3])]
+
+
+def centre_box(x: float, y: float, w: float, h: float) -> np.ndarray:
+    """The box converter, corner -> centre: inverse of `corner_box`; (4,) float64 (c_x, c_y, w, h)."""
+    return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h], dtype=np.float64)
+
+
 def joints_box(y: np.ndarray, labelled: np.ndarray, scale: float = 1.33) -> np.ndarray:
     """A square box around the labelled joints: centred on their extent, side = scale * the longer extent.
 

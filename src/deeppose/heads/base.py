@@ -82,6 +82,8 @@ class Head(nn.Module):
     A subclass implements:
         build(backbone, num_joints, input_size, m): the head for a backbone and an architecture config.
         features(backbone, x): the backbone features it reads, from normalized images (B, 3, S, S).
+        encode, decode: its codec: the true joints as the targets its loss compares with its raw output (Eq. 1's
+            coordinates themselves, or heatmaps), and its raw output decoded to joints.
         output(features): a `HeadOutput` (joints, confidence, and what the loss needs).
         forward(features): (B, K, 2) joints alone (the inference path; `output(...).joints` by default).
         check_loss(loss, head, key): refuse a loss it cannot train with (by default: all but the coordinate losses).

@@ -136,21 +136,32 @@ class SoftArgmaxHead(PyramidHead):
     See `PyramidHead` for the arguments.
     """
 
+    @staticmethod
+    def encode(target: torch.Tensor) -> torch.Tensor:
+        """The codec's targets: Eq. 1's coordinates themselves, (..., K, 2) (the transform makes maps regress
+        numbers)."""
+        return target
+
+    @staticmethod
+    def decode(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codec's read-out: logits Z (B, K, m, n) -> (DSNT(softmax(Z)) (B, K, 2) joints, the normalized maps)."""
+        heatmaps = spatial_softmax(logits)
+        return dsnt(heatmaps), heatmaps
+
     def output(self, features: list[torch.Tensor]) -> HeadOutput:
         """Backbone features (shallowest first) -> joints, confidence (`mass_near`) and the logits Z."""
         logits = self.heatmap_logits(features)
-        heatmaps = spatial_softmax(logits)
-        joints = dsnt(heatmaps)
+        joints, heatmaps = self.decode(logits)
         return HeadOutput(joints, mass_near(heatmaps, joints), logits=logits)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Backbone features (shallowest first) -> (B, K, 2) box-normalized joints."""
-        return dsnt(spatial_softmax(self.heatmap_logits(features)))
+        return self.decode(self.heatmap_logits(features))[0]
 
     @staticmethod
     def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:
-        """(..., K): the coordinate loss on the DSNT output alone (the codec is Eq. 1's coordinates)."""
-        return LOSSES[loss](out.joints, target)
+        """(..., K): the coordinate loss on the DSNT output alone."""
+        return LOSSES[loss](out.joints, SoftArgmaxHead.encode(target))
 
 
 class DSNTHead(SoftArgmaxHead):

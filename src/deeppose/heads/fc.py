@@ -93,9 +93,18 @@ class FCHead(Head):
         """The one backbone level the head reads: [(B, C, S, S)]."""
         return [backbone.forward_features(x, self.stride)]
 
+    @staticmethod
+    def encode(target: torch.Tensor) -> torch.Tensor:
+        """The codec's targets: Eq. 1's coordinates themselves, (..., K, 2); the layers regress them directly."""
+        return target
+
+    def decode(self, raw: torch.Tensor) -> torch.Tensor:
+        """The codec's read-out: (B, 2K) regression output -> (B, K, 2) joints."""
+        return raw.view(-1, self.num_joints, 2)
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """[(B, C, S, S)] -> (B, K, 2)."""
-        return self.fc(self.reduce(features[0])).view(-1, self.num_joints, 2)
+        return self.decode(self.fc(self.reduce(features[0])))
 
     def output(self, features: list[torch.Tensor]) -> HeadOutput:
         """[(B, C, S, S)] -> joints and the learned score (confidence NaN without one)."""
@@ -108,7 +117,7 @@ class FCHead(Head):
     @staticmethod
     def loss(out: HeadOutput, target: torch.Tensor, loss: str, heatmap: HeatmapLossConfig) -> torch.Tensor:
         """(..., K): the coordinate loss (Eq. 4 with `loss`) plus the score's cross-entropy when there is one."""
-        value = LOSSES[loss](out.joints, target)
+        value = LOSSES[loss](out.joints, FCHead.encode(target))
         if out.score_logits is not None:
             value = value + score_bce(out.score_logits, out.joints, target)
         return value

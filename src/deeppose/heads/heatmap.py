@@ -65,9 +65,7 @@ def heatmap_mse(maps: torch.Tensor, target: torch.Tensor, sigma: float) -> torch
     Returns:
         (..., K).
     """
-    shape = maps.shape
-    gauss = gaussian_heatmaps(target.reshape(-1, 1, 2), shape[-2:], sigma).reshape(shape)
-    return (maps.float() - gauss).pow(2).sum(dim=(-2, -1))
+    return (maps.float() - HeatmapHead.encode(target, maps.shape, sigma)).pow(2).sum(dim=(-2, -1))
 
 
 def window_target(target: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
@@ -172,6 +170,17 @@ class HeatmapHead(PyramidHead):
         return cls([backbone.feature_channels(s) for s in strides], num_joints, m.reduce, m.dropout, strides,
                     m.refine, fine)
 
+    @staticmethod
+    def encode(target: torch.Tensor, shape: torch.Size, sigma: float) -> torch.Tensor:
+        """The codec's targets: (..., K, 2) box-normalized joints -> (..., K, m, n) Gaussians of `sigma` cells,
+        peak 1 at each joint, on the cells of maps of `shape` (..., K, m, n)."""
+        return gaussian_heatmaps(target.reshape(-1, 1, 2), shape[-2:], sigma).reshape(shape)
+
+    @staticmethod
+    def decode(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codec's read-out: maps (B, K, m, n) -> ((B, K, 2) sub-cell maxima, (B, K) peak values)."""
+        return argmax_decode(maps)
+
     def features(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         """The pyramid's levels, shallowest first, after the stride-4 level when the refinement crops it."""
         return backbone.forward_pyramid(x, (self.fine_stride, *self.strides) if self.fine_stride else self.strides)
@@ -186,7 +195,7 @@ class HeatmapHead(PyramidHead):
         fine_features, levels = (features[0], features[1:]) if self.fine_stride else (None, features)
         x = self.pyramid(levels)
         maps = self.logits(self.dropout(x))
-        coarse, peak = argmax_decode(maps.detach())
+        coarse, peak = self.decode(maps.detach())
         confidence = peak.clamp(0.0, 1.0)
         if self.refinement is None:
             return HeadOutput(coarse, confidence, logits=maps)
@@ -194,7 +203,7 @@ class HeatmapHead(PyramidHead):
         crop_from = [x] if fine_features is None else [x, fine_features]
         crops = torch.cat([crop_windows(f, coarse, side, self.refinement.size) for f in crop_from], dim=1)
         fine = self.refinement(crops, self.num_joints)
-        offset, _ = argmax_decode(fine.detach())
+        offset, _ = self.decode(fine.detach())
         joints = coarse + offset * side
         windows = torch.cat([coarse, torch.full_like(coarse, side)], dim=-1)
         return HeadOutput(joints, confidence, logits=maps, fine=fine, windows=windows)

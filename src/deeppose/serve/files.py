@@ -10,7 +10,7 @@ import numpy as np
 from deeppose.data.io import read_image
 from deeppose.errors import DeepPoseError
 from deeppose.files import write_json
-from deeppose.serve.localize import corner_box
+from deeppose.geometry import corner_box
 from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.skeleton import Skeleton
 from deeppose.visualize import draw_box, draw_pose, save_image

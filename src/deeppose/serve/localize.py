@@ -51,12 +51,6 @@ def person_box(joints: np.ndarray, scale: float = BOX_SCALE) -> np.ndarray:
     return joints_box(joints, np.ones(len(joints), bool), scale)
 
 
-def corner_box(box: np.ndarray) -> list[float]:
-    """(c_x, c_y, w, h), pixel centres at integers -> [x, y, w, h] from the top-left corner (the command line's
-    --box and the JSON's "box")."""
-    return [float(box[0] - box[2] / 2 + 0.5), float(box[1] - box[3] / 2 + 0.5), float(box[2]), float(box[3])]
-
-
 def box_change(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """How far a box moved: max(centre shift / old side, |log(new side / old side)|); (...,) for (..., 4)."""
     old, new = np.asarray(old, np.float64), np.asarray(new, np.float64)
