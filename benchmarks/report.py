@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from common import RESULTS
@@ -55,31 +56,39 @@ def _score_cells(plain: dict, flip: dict) -> str:
             f"{_f(flip['pck']['0.2'])}")
 
 
+def _section(title: str, description: str, *columns: str) -> list[str]:
+    """A section's title, its description and its table's header."""
+    return [f"## {title}", "", description, "", *_header(*columns)]
+
+
 def accuracy_section(rows: list[dict]) -> list[str]:
-    out = ["## Stage 1 on LSP test (1001–2000, all 14 joints scored)", "",
-           "Trained on LSP train (minus 200 validation images) + all of LSPET on 2 CPU cores; the checkpoint is "
-           "the best on validation PCK@0.2. PCP is strict PCP; PCK is PDJ at the given fraction of the torso "
-           "diameter.", "",
-           *_header("model", "head", "input", "params", "train min", "epochs", *SCORE_COLUMNS)]
+    out = _section("Stage 1 on LSP test (1001–2000, all 14 joints scored)",
+                   "Trained on LSP train (minus 200 validation images) + all of LSPET on 2 CPU cores; the checkpoint "
+                   "is the best on validation PCK@0.2. PCP is strict PCP; PCK is PDJ at the given fraction of the "
+                   "torso diameter.", "model", "head", "input", "params", "train min", "epochs", *SCORE_COLUMNS)
     for r in rows:
         t, plain, flip = r["training"], r["results"]["plain"], r["results"]["flip"]
         epochs = f"{t.get('epochs_run', t.get('epochs_done'))}/{t.get('epochs_planned', '?')}"
         minutes = f"{t['train_minutes']}, from `{t['init']}`" if t.get("init") else t["train_minutes"]
         out.append(f"| {t['arch']} (`{r['benchmark']}`) | {t.get('head', 'fc')} | {t['input_size']} | "
                    f"{t['n_parameters'] / 1e6:.2f}M | {minutes} | {epochs} | {_score_cells(plain, flip)} |")
-    if rows:
-        for name, p in rows[0]["paper"].items():
-            out.append(f"| DeepPose paper, {name.removeprefix('deeppose ')} | fc | 220 | ≈40M (paper) | – | – | "
-                       + " | ".join(_f(p[k], 2) for k in LIMBS[:4]) + f" | **{_f(p['mean'], 2)}** | – | – | – |")
+    out += _paper_rows(rows, lambda name, p: f"| DeepPose paper, {name.removeprefix('deeppose ')} | fc | 220 | "
+                       "≈40M (paper) | – | – | " + " | ".join(_f(p[k], 2) for k in LIMBS[:4]) +
+                       f" | **{_f(p['mean'], 2)}** | – | – | – |")
     return out + _provenance(rows)
 
 
+def _paper_rows(rows: list[dict], line: Callable[[str, dict], str]) -> list[str]:
+    """The DeepPose paper's Table 1 rows that the first result file carries ("paper"), a `line(name, pcp)` each."""
+    return [line(name, p) for name, p in rows[0]["paper"].items()] if rows else []
+
+
 def cascade_section(rows: list[dict]) -> list[str]:
-    out = ["## DeepPose cascade on LSP test, stage by stage (Table 1)", "",
-           "Stage 1 is the shipped stage-1 model; each refinement stage regresses each refined joint's displacement "
-           "inside its joint box from a sub-image (Eq. 6, 7) and trains on boxes simulated from the previous stage's "
-           "errors on the training images (Eq. 8). Strict PCP; PCK@0.2 of the torso diameter.", "",
-           *_header("run", "stage", *SCORE_COLUMNS, "stage training min")]
+    out = _section("DeepPose cascade on LSP test, stage by stage (Table 1)",
+                   "Stage 1 is the shipped stage-1 model; each refinement stage regresses each refined joint's "
+                   "displacement inside its joint box from a sub-image (Eq. 6, 7) and trains on boxes simulated from "
+                   "the previous stage's errors on the training images (Eq. 8). Strict PCP; PCK@0.2 of the torso "
+                   "diameter.", "run", "stage", *SCORE_COLUMNS, "stage training min")
     for r in rows:
         minutes = {t["stage"]: t["train_minutes"] for t in r["training"]}
         for plain, flip in zip(r["results"]["plain"], r["results"]["flip"]):
@@ -93,8 +102,7 @@ def cascade_section(rows: list[dict]) -> list[str]:
                     f"refined joints: {_joint_list(r['cascade'].get('joints', 'all'))}.", ""]
     if rows:
         out += _header("DeepPose paper (Table 1)", *LIMB_NAMES, "PCP mean")
-        for name, p in rows[0]["paper"].items():
-            out.append(f"| {name} | " + " | ".join(_f(p[k], 2) for k in LIMBS) + " |")
+    out += _paper_rows(rows, lambda name, p: f"| {name} | " + " | ".join(_f(p[k], 2) for k in LIMBS) + " |")
     return out + _provenance(rows)
 
 
