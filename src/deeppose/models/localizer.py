@@ -38,8 +38,8 @@ class PersonLocalizer(nn.Module):
         the presence layer reads)."""
         features = self.regressor.features(images)
         top = features[-1]
-        pooled = torch.cat([top.mean(dim=(-2, -1)), top.amax(dim=(-2, -1))], dim=1).float()
-        return self.regressor.head.output(features), pooled
+        out = self.regressor.head.output(features)  # first: the order autograd accumulates the gradients in
+        return out, torch.cat([top.mean(dim=(-2, -1)), top.amax(dim=(-2, -1))], dim=1).float()
 
     def output(self, images: torch.Tensor) -> tuple[HeadOutput, torch.Tensor]:
         """(B, 3, S, S) uint8 -> (the head's output: joints (B, K, 2) box-normalized, ...; (B,) presence logits)."""
