@@ -121,7 +121,8 @@ class FitResult:
 
 @dataclass
 class Run:
-    """A training run in progress: its task, optimizer and where it stands (what `last.pt` resumes)."""
+    """A training run in progress: its task, optimizer, where it stands (what `last.pt` resumes: epoch, step,
+    best, seconds_before) and this call's counters (steps_run, images_seen, log_rows not yet written)."""
 
     schedule: Schedule
     out: Path
@@ -137,6 +138,11 @@ class Run:
     seconds_before: float = 0.0
     start: float = field(default_factory=time.perf_counter)
     last_checkpoint: float = field(default_factory=time.perf_counter)
+    last_line: float = field(default_factory=time.perf_counter)
+    steps_run: int = 0
+    images_seen: int = 0
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+    out_of_time: bool = False
     writer: Any = None
     bar: Any = None
 
@@ -236,11 +242,9 @@ def validate(run: Run) -> None:
         copy_file(run.out / "last.pt", run.out / "best.pt")
 
 
-def train_one_epoch(run: Run, stop_after_steps: int, progress: bool, counters: dict[str, Any]) -> bool:
+def train_one_epoch(run: Run, stop_after_steps: int, progress: bool) -> bool:
     """Train the steps left in the current epoch (from a mid-epoch resume point too), logging and checkpointing
-    on the way; True when the run must stop early (`stop_after_steps` of this call, or its time budget).
-
-    `counters` carries this call's "steps", "images", "rows" (train_log rows not yet written), "last_line"."""
+    on the way; True when the run must stop early (`stop_after_steps` of this call, or its time budget)."""
     s, batch = run.schedule, run.schedule.optim.batch_size
     run.task.crops.set_epoch(run.epoch)
     in_epoch = run.step - run.epoch * run.steps_per_epoch
@@ -258,39 +262,38 @@ def train_one_epoch(run: Run, stop_after_steps: int, progress: bool, counters: d
         run.opt.step()
         run.sched.step()
         run.step += 1
-        counters["steps"] += 1
-        counters["images"] += len(item["index"])
-        _log_step(run, loss.item(), progress, counters)
-        out_of_time = s.max_minutes > 0 and run.seconds() > s.max_minutes * 60
-        if (stop_after_steps and counters["steps"] >= stop_after_steps) or out_of_time:
-            counters["out_of_time"] = out_of_time
+        run.steps_run += 1
+        run.images_seen += len(item["index"])
+        _log_step(run, loss.item(), progress)
+        run.out_of_time = s.max_minutes > 0 and run.seconds() > s.max_minutes * 60
+        if (stop_after_steps and run.steps_run >= stop_after_steps) or run.out_of_time:
             return True
         if run.step >= run.total_steps:  # the end of a fractional last epoch
             return False
         if time.perf_counter() - run.last_checkpoint > s.checkpoint_minutes * 60 and run.step % run.steps_per_epoch:
-            _append_csv(run.out / "train_log.csv", counters["rows"])
-            counters["rows"] = []
+            _append_csv(run.out / "train_log.csv", run.log_rows)
+            run.log_rows = []
             run.save(run.out / "last.pt")
     return False
 
 
-def _log_step(run: Run, loss: float, progress: bool, counters: dict[str, Any]) -> None:
+def _log_step(run: Run, loss: float, progress: bool) -> None:
     """The progress bar, a status line every STATUS_LINE_SECONDS without one, and a train_log row every
     TRAIN_LOG_EVERY steps."""
     elapsed = time.perf_counter() - run.start
     lr = run.opt.param_groups[0]["lr"]
-    speed = counters["images"] / elapsed
+    speed = run.images_seen / elapsed
     run.bar.update(1)
     run.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{speed:.1f}")
-    if not progress and time.perf_counter() - counters["last_line"] > STATUS_LINE_SECONDS:
-        counters["last_line"] = time.perf_counter()
-        eta = (run.total_steps - run.step) * elapsed / counters["steps"]
+    if not progress and time.perf_counter() - run.last_line > STATUS_LINE_SECONDS:
+        run.last_line = time.perf_counter()
+        eta = (run.total_steps - run.step) * elapsed / run.steps_run
         epochs = math.ceil(run.schedule.epochs)
         print(f"step {run.step}/{run.total_steps} epoch {run.epoch + 1}/{epochs} loss {loss:.4f} lr {lr:.2e} "
               f"{speed:.1f} img/s ETA {eta / 60:.0f} min", flush=True)
     if run.step % TRAIN_LOG_EVERY == 0:
-        counters["rows"].append({"step": run.step, "epoch": run.epoch, "loss": round(loss, 6), "lr": lr,
-                                 "images_per_s": round(speed, 2), "seconds": round(run.seconds_before + elapsed, 1)})
+        run.log_rows.append({"step": run.step, "epoch": run.epoch, "loss": round(loss, 6), "lr": lr,
+                             "images_per_s": round(speed, 2), "seconds": round(run.seconds_before + elapsed, 1)})
         run.writer.add_scalar("train/loss", loss, run.step)
         run.writer.add_scalar("train/lr", lr, run.step)
 
@@ -335,24 +338,23 @@ def run_task(task: StageTask, schedule: Schedule, out: str | Path, resume: bool 
     run.writer = SummaryWriter(str(out / "tb"))
     run.bar = tqdm(total=run.total_steps, initial=run.step, desc="training", unit="step", disable=not progress,
                    dynamic_ncols=True)
-    run.start = run.last_checkpoint = time.perf_counter()
-    counters: dict[str, Any] = {"steps": 0, "images": 0, "rows": [], "last_line": run.start, "out_of_time": False}
+    run.start = run.last_checkpoint = run.last_line = time.perf_counter()
     task.model.train()
     stopped = False
     while run.step < run.total_steps and not stopped:
-        stopped = train_one_epoch(run, stop_after_steps, progress, counters)
+        stopped = train_one_epoch(run, stop_after_steps, progress)
         spe = run.steps_per_epoch
         if run.step % spe == 0 and run.step > 0 and run.step // spe > run.epoch:
             run.epoch = run.step // spe
             validate(run)
-        elif (run.step >= run.total_steps or stopped and counters["out_of_time"]) and run.step > run.epoch * spe:
+        elif (run.step >= run.total_steps or stopped and run.out_of_time) and run.step > run.epoch * spe:
             validate(run)  # a partial last epoch, or a budget cut mid-epoch
     run.bar.close()
-    _append_csv(out / "train_log.csv", counters["rows"])
+    _append_csv(out / "train_log.csv", run.log_rows)
     if stopped:
         run.save(out / "last.pt")
     run.writer.close()
     elapsed = time.perf_counter() - run.start
     return FitResult(out, out / "best.pt" if (out / "best.pt").is_file() else None, out / "last.pt", run.best,
                      run.step, run.epoch, stopped, round(elapsed, 1), round(run.seconds_before + elapsed, 1),
-                     round(counters["images"] / max(elapsed, 1e-9), 2), run.n_parameters)
+                     round(run.images_seen / max(elapsed, 1e-9), 2), run.n_parameters)
