@@ -182,7 +182,8 @@ def test_whole_image_views(tmp_path):
 
 def _tiny_localizer(path: Path) -> Path:
     cfg = LocalizerConfig(init="", input_size=64, model=ModelConfig(arch="mobilenet_v2", head="dsnt", stride=8,
-                                                                    reduce=16, width=0.35))
+                                                                    reduce=16, width=0.35),
+                          lsp_val_size=6, lspet_val_size=6)
     model = build_localizer(cfg.model, 14, 64)
     return save_checkpoint(path, model, localizer_meta(cfg, "lsp14", 14))
 
@@ -363,3 +364,48 @@ def test_the_committed_localizer_recipe_loads_and_builds():
     assert joints.shape == (2, 14, 2) and logit.shape == (2,)
     with pytest.raises(DeepPoseError, match="unknown key"):
         localizer_config({"epochz": 3})
+
+
+def test_the_localizer_train_command_starts_and_resumes_a_run(lsp_root, lspet_root, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"init: ''\nroot: {lsp_root.parent}\ninput_size: 64\nlspet_val_size: 8\nnum_workers: 0\n"
+                      "model: {width: 0.35, reduce: 16}\noptim: {batch_size: 8, warmup_steps: 1}\nepochs: 0.002\n")
+    run = tmp_path / "run"
+    assert main(["localizer", "train", "--config", str(config), "--out", str(run), "--stop-after-steps", "1"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["stopped_early"] and first["steps"] == 1 and first["best"] is None
+    assert main(["localizer", "train", "--config", str(config), "--out", str(run), "--resume"]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    steps = round(0.002 * ((800 + 9600 - 8) // 8))  # LSP train less 200, LSPET less 8, batches of 8
+    assert not done["stopped_early"] and done["steps"] == steps and done["best"] == str(run / "best.pt")
+    assert load_checkpoint_meta(run / "best.pt").kind == "localizer"
+
+
+def load_checkpoint_meta(path: Path) -> ModelMeta:
+    from deeppose.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)["meta"]
+
+
+@pytest.mark.slow
+def test_the_localizer_recipe_after_training_tune_refit_calibrate_ship(lsp_root, lspet_root, tmp_path, capsys):
+    from deeppose.models.checkpoint import load_checkpoint
+
+    loc, pose = _tiny_localizer(tmp_path / "loc.pt"), _tiny_pose(tmp_path / "pose.pt")
+    steps = [["tune", "--checkpoint", str(loc), "--pose", str(pose), "--out", str(tmp_path / "tuned.pt")],
+             ["refit-presence", "--checkpoint", str(tmp_path / "tuned.pt"), "--views", "24", "--out",
+              str(tmp_path / "refit.pt")],
+             ["calibrate", "--checkpoint", str(tmp_path / "refit.pt"), "--out", str(tmp_path / "final.pt")]]
+    for step in steps:
+        assert main(["localizer", *step]) == 0, step
+    final = load_checkpoint(tmp_path / "final.pt")["meta"]
+    rows = final.provenance["box_rule_selection"]["rows"]
+    best = max(rows, key=lambda r: r["score"])
+    assert len(rows) == 9 and (final.box_rule.box_scale, final.box_rule.recrops) == (best["box_scale"], best["recrops"])
+    assert final.provenance["presence_refit"]["n_views"] == 24
+    assert (final.box_rule.a, final.box_rule.b) == (final.provenance["calibration"]["a"],
+                                                    final.provenance["calibration"]["b"])
+    assert main(["ship", "--checkpoint", str(pose), "--localizer", str(tmp_path / "final.pt"), "--out",
+                 str(tmp_path / "pipe.pt")]) == 0
+    shipped = Predictor.from_checkpoint(tmp_path / "pipe.pt")
+    assert shipped.box_rule == final.box_rule and shipped.recrops == final.box_rule.recrops

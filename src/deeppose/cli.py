@@ -172,7 +172,7 @@ def _cmd_localizer_train(args: argparse.Namespace) -> int:
     cfg = localizer_config(read_config_file(args.config) if args.config else {})
     row = train_localizer(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty(),
                           stop_after_steps=args.stop_after_steps)
-    print(json.dumps(row))
+    print(json.dumps(row.summary()))
     return 0
 
 
