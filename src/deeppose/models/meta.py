@@ -122,16 +122,20 @@ def meta_from_dict(d: dict[str, Any]) -> ModelMeta:
     return _build(d)
 
 
+def _part(d: dict[str, Any], key: str) -> ModelMeta | None:
+    return None if d.get(key) is None else _build(d[key])
+
+
 def _build(d: dict[str, Any]) -> ModelMeta:
+    """A ModelMeta from a schema-2 dict (its parts recursively)."""
     if d["kind"] not in KINDS:
         raise ValueError(f"unknown model kind {d['kind']!r}; known: {', '.join(KINDS)}")
-    part = lambda key: None if d.get(key) is None else _build(d[key])  # noqa: E731
     return ModelMeta(
         d["kind"], d["skeleton"], int(d["num_joints"]), int(d["input_size"]),
         model=None if d.get("model") is None else model_config(d["model"]),
         cascade=None if d.get("cascade") is None else CascadeGeometry(**d["cascade"]),
-        stage1=part("stage1"), refiners=[_build(r) for r in d.get("refiners", [])], pose=part("pose"),
-        localizer=part("localizer"), box_rule=None if d.get("box_rule") is None else BoxRule(**d["box_rule"]),
+        stage1=_part(d, "stage1"), refiners=[_build(r) for r in d.get("refiners", [])], pose=_part(d, "pose"),
+        localizer=_part(d, "localizer"), box_rule=None if d.get("box_rule") is None else BoxRule(**d["box_rule"]),
         provenance=dict(d.get("provenance", {})), schema=SCHEMA_VERSION)
 
 
