@@ -24,6 +24,7 @@ from deeppose.models.localizer import PersonLocalizer
 from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.serve.batch import crops_to_image, predict_dataset
 from deeppose.serve.localize import (
+    BOX_SCALE,
     FOUND_THRESHOLD,
     RECROPS,
     TOLERANCE,
@@ -123,7 +124,7 @@ class Predictor(nn.Module):
             raise ValueError(f"stages must be in 1..{self.num_stages} for this model, got {stages}")
         self.stages = stages or self.num_stages
         self.localizer_meta = localizer_meta
-        self.box_rule = (localizer_meta.box_rule if localizer_meta is not None else None) or BoxRule()
+        self.box_rule = (localizer_meta.box_rule if localizer_meta is not None else None) or BoxRule(BOX_SCALE)
         if recrops is None:
             recrops = RECROPS if self.box_rule.recrops is None else self.box_rule.recrops
         if recrops < 0 or tol < 0:
