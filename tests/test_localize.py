@@ -364,6 +364,10 @@ def test_the_committed_localizer_recipe_loads_and_builds():
     assert joints.shape == (2, 14, 2) and logit.shape == (2,)
     with pytest.raises(DeepPoseError, match="unknown key"):
         localizer_config({"epochz": 3})
+    # a recipe in the earlier flat layout reads the same
+    flat = localizer_config({"lr": 3e-4, "batch_size": 16, "zoom": {"rotation_deg": 5.0, "whole_prob": 0.1}})
+    assert (flat.optim.lr, flat.optim.batch_size, flat.zoom.augment.rotation_deg, flat.zoom.whole_prob) == \
+        (3e-4, 16, 5.0, 0.1)
 
 
 def test_the_localizer_train_command_starts_and_resumes_a_run(lsp_root, lspet_root, tmp_path, capsys):

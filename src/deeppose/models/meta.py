@@ -181,12 +181,11 @@ def upgrade_localizer_config_1_to_2(cfg: dict[str, Any]) -> dict[str, Any]:
     cfg = dict(cfg)
     optim = {k: cfg.pop(k) for k in ("lr", "weight_decay", "batch_size", "warmup_steps", "min_lr_ratio") if k in cfg}
     if optim:
-        cfg["optim"] = {"name": "adamw", **optim}
+        cfg["optim"] = {**cfg.get("optim", {}), **optim}
     zoom = dict(cfg.get("zoom", {}))
     augment = {k: zoom.pop(k) for k in ("rotation_deg", "flip_prob", "brightness", "contrast") if k in zoom}
     if augment:
-        zoom["augment"] = augment
-    cfg["zoom"] = zoom
+        cfg["zoom"] = {**zoom, "augment": {**zoom.get("augment", {}), **augment}}
     return cfg
 
 

@@ -30,7 +30,7 @@ from deeppose.heads.losses import masked_mean
 from deeppose.models.checkpoint import init_from_checkpoint
 from deeppose.models.factory import create_model
 from deeppose.models.localizer import PersonLocalizer
-from deeppose.models.meta import BoxRule, ModelMeta
+from deeppose.models.meta import BoxRule, ModelMeta, upgrade_localizer_config_1_to_2
 from deeppose.paths import data_root
 from deeppose.serve.batch import crops_to_image
 from deeppose.train.builders import build_datasets
@@ -79,8 +79,9 @@ class LocalizerConfig:
 
 def localizer_config(data: dict[str, Any]) -> LocalizerConfig:
     """A LocalizerConfig from defaults and a nested dict of settings (e.g. {"zoom": {...}, "optim": {"lr": 3e-4}}),
-    types checked (`config.build_config`)."""
-    return build_config(LocalizerConfig, data)
+    types checked (`config.build_config`); a recipe in the earlier flat layout (lr, batch_size... at the top) is
+    read too (`models.meta.upgrade_localizer_config_1_to_2`)."""
+    return build_config(LocalizerConfig, upgrade_localizer_config_1_to_2(data))
 
 
 def whole_image_splits(root: Path, seed: int = 0, lsp_val_size: int = 200, lspet_val_size: int = 500
