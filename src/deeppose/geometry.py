@@ -283,8 +283,9 @@ def warp_images_torch(images: torch.Tensor, a: torch.Tensor, out_size: tuple[int
     b, c, h, w = images.shape
     per_image = a.shape[0] // b
     a = a.to(images.dtype)
-    theta = _pixel_to_grid((w, h), a) @ torch.linalg.inv(to_homogeneous(a)) @ torch.linalg.inv(
-        _pixel_to_grid(out_size, a))
+    # inv_ex: inv's numbers without its error check, which ONNX export cannot carry (boxes are checked upstream)
+    theta = _pixel_to_grid((w, h), a) @ torch.linalg.inv_ex(to_homogeneous(a))[0] @ torch.linalg.inv_ex(
+        _pixel_to_grid(out_size, a))[0]
     w_out, h_out = out_size
     if per_image > 1:
         # Sample each image K times without copying it: fold the K crops into the grid's height.

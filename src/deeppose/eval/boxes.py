@@ -24,11 +24,11 @@ from deeppose.serve.predictor import BOX_SOURCES, Predictor
 def box_sources(text: str | None, predictor: Predictor, source: str | Path | None = None) -> list[str]:
     """The box sources of `--boxes` (default: found,annotated with a localizer, else annotated); DeepPoseError
     naming `source` (the checkpoint) for an unknown one or for found boxes without a localizer."""
-    modes = [m.strip() for m in (text or ("found,annotated" if predictor.localizer else "annotated")).split(",")]
+    modes = [m.strip() for m in (text or ("found,annotated" if predictor.has_localizer else "annotated")).split(",")]
     for mode in modes:
         if mode not in BOX_SOURCES:
             raise DeepPoseError(None, f"--boxes: unknown box source {mode!r} ({', '.join(BOX_SOURCES)})")
-    if "found" in modes and predictor.localizer is None:
+    if "found" in modes and not predictor.has_localizer:
         raise DeepPoseError(source, "--boxes found needs a person localizer (the shipped model, or --localizer)")
     return modes
 

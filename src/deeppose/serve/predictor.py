@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,10 @@ from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
 from deeppose.geometry import square_box, whole_image_box
-from deeppose.heads.base import head_output
-from deeppose.models.cascade import Cascade
 from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.models.localizer import PersonLocalizer
 from deeppose.models.meta import BoxRule, ModelMeta
+from deeppose.serve.backend import Networks, TorchNetworks
 from deeppose.serve.batch import crops_to_image, predict_dataset
 from deeppose.serve.localize import (
     BOX_SCALE,
@@ -97,7 +95,7 @@ class Predictor(nn.Module):
     >>> result = predictor.predict(image)  # RGB (H, W, 3) uint8: person found, joints in pixels  # doctest: +SKIP
 
     Args:
-        model: a stage-1 regressor, or a `Cascade`.
+        model: a stage-1 regressor, or a `Cascade` (None when `networks` runs an export).
         meta: its checkpoint meta.
         flip: flip test.
         stages: for a cascade, run stages 1..stages (default all).
@@ -106,20 +104,21 @@ class Predictor(nn.Module):
         recrops: re-crops on the pose network's own prediction after localization (0: none; None: the
             localizer's setting, `localizer_meta.box_rule.recrops`, else `serve.localize.RECROPS`).
         tol: a re-crop stops once the box moves by less than this fraction of its side.
+        networks: what runs the networks (`serve.backend`); default: `model` and `localizer` in PyTorch.
     """
 
-    def __init__(self, model: nn.Module, meta: ModelMeta, flip: bool = False, stages: int | None = None,
+    def __init__(self, model: nn.Module | None, meta: ModelMeta, flip: bool = False, stages: int | None = None,
                  localizer: PersonLocalizer | None = None, localizer_meta: ModelMeta | None = None,
-                 recrops: int | None = None, tol: float = TOLERANCE) -> None:
+                 recrops: int | None = None, tol: float = TOLERANCE, networks: Networks | None = None) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = None if model is None else model.eval()
         self.meta = meta
         self.skeleton = get_skeleton(meta.skeleton)
         self.input_size = meta.input_size
         self.flip = flip
-        self.is_cascade = isinstance(model, Cascade)
-        self.source_size = model.source_size if self.is_cascade else None
-        self.num_stages = model.num_stages if self.is_cascade else 1
+        self.is_cascade = meta.kind == "cascade"
+        self.source_size = meta.cascade.source_size if self.is_cascade else None
+        self.num_stages = meta.stages
         if stages is not None and not 1 <= stages <= self.num_stages:
             raise ValueError(f"stages must be in 1..{self.num_stages} for this model, got {stages}")
         self.stages = stages or self.num_stages
@@ -132,11 +131,17 @@ class Predictor(nn.Module):
         self.localizer = None if localizer is None else localizer.eval()
         if localizer is not None and localizer_meta is None:
             raise ValueError("a localizer needs its checkpoint meta (input size, box rule, calibration)")
-        if localizer is not None and localizer_meta.skeleton != self.skeleton.name:
+        if localizer_meta is not None and localizer_meta.skeleton != self.skeleton.name:
             raise ValueError(f"the localizer predicts {localizer_meta.skeleton} joints, the pose model "
                              f"{self.skeleton.name}")
         self.recrops = recrops
         self.tol = tol
+        self.networks = networks or TorchNetworks(model, self.localizer, self.stages)
+
+    @property
+    def has_localizer(self) -> bool:
+        """Whether the person is found when no box is given (else the whole image is the box)."""
+        return self.localizer_meta is not None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip: bool = False, stages: int | None = None,
@@ -167,33 +172,15 @@ class Predictor(nn.Module):
     def all_stages(self, images: torch.Tensor, sources: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, S, S) uint8 crops [and (B, 3, R, R) sources for a cascade] -> (B, n, K, 2) normalized joints of
         stages 1..n (n = `stages`; 1 for a stage-1 model)."""
-        if self.is_cascade:
-            if sources is None:
-                raise ValueError("a cascade needs the sources (the boxes sampled at source_size) as well")
-            run = partial(self.model, stages=self.stages)
-            return flip_average(run, (images, sources), self.skeleton) if self.flip else run(images, sources)
-        u = flip_average(self.model, (images,), self.skeleton) if self.flip else self.model(images)
-        return u[:, None]
+        return self.all_stages_with_confidence(images, sources)[0]
 
     def all_stages_with_confidence(self, images: torch.Tensor, sources: torch.Tensor | None = None
                                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `all_stages`, plus the (B, K) per-joint confidence in [0, 1] (NaN where the model has none; see
         `HeadOutput.confidence`); with the flip test, the mean of both passes'."""
-        if self.is_cascade:
-            if sources is None:
-                raise ValueError("a cascade needs the sources (the boxes sampled at source_size) as well")
-
-            def run(*x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                return self.model.forward_with_confidence(*x, stages=self.stages)
-            inputs: tuple[torch.Tensor, ...] = (images, sources)
-        else:
-            def run(*x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                out = head_output(self.model, x[0])
-                return out.joints[:, None], out.confidence
-            inputs = (images,)
-        u, confidence = run(*inputs)
+        u, confidence = self.networks.pose(images, sources)
         if self.flip:
-            u_flip, c_flip = run(*(x.flip(-1) for x in inputs))
+            u_flip, c_flip = self.networks.pose(images.flip(-1), None if sources is None else sources.flip(-1))
             u = (u + mirror_joints(u_flip, self.skeleton)) / 2
             confidence = (confidence + c_flip[:, self.skeleton.flip_permutation()]) / 2
         return u, confidence
@@ -235,7 +222,7 @@ class Predictor(nn.Module):
                           batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """The localizer on each image (its squared whole image, or `boxes`): ((B,) calibrated person_score,
         (B, K, 2) its coarse joints in pixels)."""
-        if self.localizer is None:
+        if not self.has_localizer:
             raise ValueError("this predictor has no person localizer")
         size = self.localizer_meta.input_size
         if boxes is None:
@@ -243,7 +230,7 @@ class Predictor(nn.Module):
         logits, joints = [], []
         for lo in range(0, len(images), batch_size):
             x, affine = self._crops(images[lo:lo + batch_size], boxes[lo:lo + batch_size], size)
-            u, logit = self.localizer(x)
+            u, logit = self.networks.localize(x)
             joints.append(crops_to_image(u, affine, size).numpy())
             logits.append(logit.float().numpy())
         rule = self.box_rule
@@ -276,12 +263,12 @@ class Predictor(nn.Module):
             bx = np.stack([checked_box(boxes[i], images[i].shape[1], images[i].shape[0]) for i in given])
             final[given] = bx
             put(given, *self.pose_in_boxes([images[i] for i in given], bx, batch_size))
-            if self.localizer is not None:
+            if self.has_localizer:
                 scores[given] = self.presence_and_pose([images[i] for i in given], np.stack(
                     [square_box(b) for b in bx]), batch_size)[0]
         if free:
             ims = [images[i] for i in free]
-            if self.localizer is None:
+            if not self.has_localizer:
                 bx = np.stack([square_box(whole_image_box(im.shape[1], im.shape[0])) for im in ims])
                 final[free] = bx
                 put(free, *self.pose_in_boxes(ims, bx, batch_size))
@@ -334,7 +321,7 @@ class Predictor(nn.Module):
         if mode not in BOX_SOURCES:
             raise ValueError(f"box mode must be one of {', '.join(BOX_SOURCES)}, got {mode!r}")
         if mode == "found":
-            if self.localizer is None:
+            if not self.has_localizer:
                 raise ValueError("found boxes need a person localizer (a pipeline checkpoint, or --localizer)")
             return [None] * len(samples)
         return [square_box(whole_image_box(im.shape[1], im.shape[0])) if mode == "image" else
