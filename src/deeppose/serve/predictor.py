@@ -3,7 +3,7 @@ optional flip test, un-warp, re-crop until the box converges (`deeppose.serve.lo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from deeppose.geometry import square_box, whole_image_box
 from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.models.localizer import PersonLocalizer
 from deeppose.models.meta import BoxRule, ModelMeta
-from deeppose.serve.backend import Networks, TorchNetworks
+from deeppose.serve.backend import Networks, OnnxNetworks, TorchNetworks
 from deeppose.serve.batch import crops_to_image, predict_dataset
 from deeppose.serve.localize import (
     BOX_SCALE,
@@ -47,20 +47,6 @@ def mirror_joints(u: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
     """
     u = u[..., skeleton.flip_permutation(), :]
     return torch.stack([-u[..., 0], u[..., 1]], dim=-1)
-
-
-def flip_average(run: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], skeleton: Skeleton
-                 ) -> torch.Tensor:
-    """Flip test: average the prediction on the inputs and, mapped back, on their mirror images.
-
-    Args:
-        run: maps the inputs (crops, and for a cascade the sources) to (..., K, 2) normalized joints.
-        inputs: (B, 3, H, W) tensors, all mirrored together.
-
-    Returns:
-        The averaged (..., K, 2).
-    """
-    return (run(*inputs) + mirror_joints(run(*(x.flip(-1) for x in inputs)), skeleton)) / 2
 
 
 @dataclass
@@ -149,7 +135,11 @@ class Predictor(nn.Module):
                         ) -> Predictor:
         """A Predictor from a checkpoint: a stage-1 model, a cascade, or a pipeline (localizer + pose model, the
         shipped default); `localizer` adds one from a localizer checkpoint or a pipeline's; `localize=False` leaves
-        it out."""
+        it out. An ONNX export (`deeppose export`: the .onnx or its .json) runs on ONNX Runtime (`from_export`)."""
+        if Path(path).suffix in (".onnx", ".json"):
+            if localizer is not None:
+                raise DeepPoseError(localizer, "an ONNX export carries its localizer; --localizer takes checkpoints")
+            return cls.from_export(path, flip, stages, localize, recrops)
         model, meta = model_from_checkpoint(path)
         loc, loc_meta = None, None
         if meta.kind == "pipeline":
@@ -166,6 +156,22 @@ class Predictor(nn.Module):
         try:
             return cls(model, meta, flip, stages, loc if localize else None, loc_meta if localize else None,
                        recrops)
+        except ValueError as exc:
+            raise DeepPoseError(path, str(exc)) from None
+
+    @classmethod
+    def from_export(cls, path: str | Path, flip: bool = False, stages: int | None = None, localize: bool = True,
+                    recrops: int | None = None, threads: int = 0) -> Predictor:
+        """A Predictor on ONNX Runtime from an export (`serve.export`; path: its .onnx or .json), `threads`
+        intra-op threads (0: ONNX Runtime's choice)."""
+        from deeppose.serve.export import read_export
+
+        sidecar, meta, loc_meta = read_export(path)
+        folder = Path(path).parent
+        loc_file = folder / sidecar["localizer"]["file"] if localize and loc_meta is not None else None
+        networks = OnnxNetworks(folder / sidecar["pose"]["file"], loc_file, stages, threads)
+        try:
+            return cls(None, meta, flip, stages, None, loc_meta if loc_file else None, recrops, networks=networks)
         except ValueError as exc:
             raise DeepPoseError(path, str(exc)) from None
 
