@@ -92,6 +92,7 @@ def export_graph(module: nn.Module, inputs: tuple[torch.Tensor, ...], input_name
             warnings.simplefilter("ignore")
             torch.onnx.export(module.eval(), inputs, str(tmp), input_names=input_names, output_names=output_names,
                               dynamo=True, opset_version=OPSET, dynamic_shapes=dynamic, verbose=False,
+                              external_data=False,  # one file: the weights inside
                               custom_translation_table={torch.ops.aten.linalg_inv_ex.default: _inverse_3x3})
 
     return atomic_write(path, write)
