@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import scipy.io
 
+from deeppose.config import ModelConfig
+
 
 def write_images(folder: Path, names: list[str], size: tuple[int, int] = (40, 60)) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,3 +95,34 @@ def schema1_checkpoint(path: Path, state: dict, meta: dict) -> Path:
     torch.save({"format_version": FORMAT_VERSION, "model": state, "meta": meta,
                 "weights_sha256": state_dict_sha256(state)}, path)
     return path
+
+
+# the tiny architectures of the export and video tests: a DSNT stage 1 and a soft-argmax refiner
+TINY = ModelConfig("mobilenet_v2", head="dsnt", stride=8, reduce=16, width=0.35)
+TINY_REFINER = ModelConfig("mobilenet_v2", head="soft_argmax", stride=4, top_stride=8, reduce=8, width=0.35)
+
+
+def tiny_pipeline(folder: Path) -> Path:
+    """A pipeline of untrained tiny networks: a localizer in front of a 2-stage cascade (refining both wrists)."""
+    import torch
+
+    from deeppose.models.cascade import Cascade
+    from deeppose.models.checkpoint import bundle_checkpoint, save_checkpoint
+    from deeppose.models.factory import create_model
+    from deeppose.models.meta import CascadeGeometry, ModelMeta
+    from deeppose.skeleton import LSP14
+    from deeppose.train.localizer import LocalizerConfig, build_localizer, localizer_meta
+
+    torch.manual_seed(0)
+    stage1 = create_model(TINY, 14, 64)
+    refiner = create_model(TINY_REFINER, 14, 16)
+    joints = [LSP14.index("r_wrist"), LSP14.index("l_wrist")]
+    cascade = Cascade(stage1, [refiner], LSP14, 1.5, 16, 64, joints)
+    geometry = CascadeGeometry(1.5, 16, 64, ["r_wrist", "l_wrist"])
+    meta = ModelMeta("cascade", "lsp14", 14, 64, cascade=geometry,
+                     stage1=ModelMeta("stage1", "lsp14", 14, 64, model=TINY),
+                     refiners=[ModelMeta("refiner", "lsp14", 14, 16, model=TINY_REFINER, cascade=geometry)])
+    save_checkpoint(folder / "cascade.pt", cascade, meta)
+    cfg = LocalizerConfig(init="", input_size=64, model=TINY)
+    save_checkpoint(folder / "loc.pt", build_localizer(cfg.model, 14, 64), localizer_meta(cfg, "lsp14", 14))
+    return bundle_checkpoint(folder / "cascade.pt", folder / "loc.pt", folder / "pipe.pt", half=False)

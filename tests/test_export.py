@@ -1,52 +1,25 @@
 """ONNX export (`deeppose export`) and the ONNX Runtime backend: round trip, parity with PyTorch, int8, refusals."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures import TINY, tiny_pipeline
 
 from deeppose.cli import main
-from deeppose.config import ModelConfig
 from deeppose.errors import DeepPoseError
-from deeppose.models.cascade import Cascade
-from deeppose.models.checkpoint import bundle_checkpoint, save_checkpoint
+from deeppose.models.checkpoint import save_checkpoint
 from deeppose.models.factory import create_model
-from deeppose.models.meta import CascadeGeometry, ModelMeta
+from deeppose.models.meta import ModelMeta
 from deeppose.serve.export import calibration_set, export_onnx
 from deeppose.serve.predictor import Predictor
-from deeppose.skeleton import LSP14
-from deeppose.train.localizer import LocalizerConfig, build_localizer, localizer_meta
-
-TINY = ModelConfig("mobilenet_v2", head="dsnt", stride=8, reduce=16, width=0.35)
-
-
-def _tiny_pipeline(folder: Path) -> Path:
-    """A pipeline of untrained tiny networks: a localizer in front of a 2-stage cascade (refining both wrists)."""
-    torch.manual_seed(0)
-    stage1 = create_model(TINY, 14, 64)
-    refiner = create_model(refiner_cfg(), 14, 16)
-    joints = [LSP14.index("r_wrist"), LSP14.index("l_wrist")]
-    cascade = Cascade(stage1, [refiner], LSP14, 1.5, 16, 64, joints)
-    geometry = CascadeGeometry(1.5, 16, 64, ["r_wrist", "l_wrist"])
-    meta = ModelMeta("cascade", "lsp14", 14, 64, cascade=geometry,
-                     stage1=ModelMeta("stage1", "lsp14", 14, 64, model=TINY),
-                     refiners=[ModelMeta("refiner", "lsp14", 14, 16, model=refiner_cfg(), cascade=geometry)])
-    save_checkpoint(folder / "cascade.pt", cascade, meta)
-    cfg = LocalizerConfig(init="", input_size=64, model=TINY)
-    save_checkpoint(folder / "loc.pt", build_localizer(cfg.model, 14, 64), localizer_meta(cfg, "lsp14", 14))
-    return bundle_checkpoint(folder / "cascade.pt", folder / "loc.pt", folder / "pipe.pt", half=False)
-
-
-def refiner_cfg() -> ModelConfig:
-    return ModelConfig("mobilenet_v2", head="soft_argmax", stride=4, top_stride=8, reduce=8, width=0.35)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
-    pipe = _tiny_pipeline(folder)
+    pipe = tiny_pipeline(folder)
     assert main(["export", "--checkpoint", str(pipe), "--out", str(folder / "tiny.onnx")]) == 0
     return pipe, folder / "tiny.onnx"
 

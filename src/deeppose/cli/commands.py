@@ -174,11 +174,19 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.serve.files import predict_files
+    from deeppose.serve.video import VIDEO_SUFFIXES, OneEuro, predict_video
 
     predictor = _predictor(args)
-    n = predict_files(predictor, args.inputs, args.out, _parse_box(args.box) if args.box else None,
-                      args.min_confidence)
-    print(f"wrote {n} predictions to {args.out}")
+    videos = [i for i in args.inputs if i.isdigit() or Path(i).suffix.lower() in VIDEO_SUFFIXES]
+    images = [i for i in args.inputs if i not in videos]
+    for video in videos:
+        done = predict_video(predictor, int(video) if video.isdigit() else video, args.out,
+                             None if args.no_smooth else OneEuro(), args.max_frames, progress=sys.stderr.isatty())
+        print(f"{video}: {done['frames']} frames at {done['fps']:g} frames/s -> {done['mp4']}, {done['jsonl']}")
+    if images:
+        n = predict_files(predictor, images, args.out, _parse_box(args.box) if args.box else None,
+                          args.min_confidence)
+        print(f"wrote {n} predictions to {args.out}")
     return 0
 
 

@@ -101,12 +101,16 @@ def _add_eval_command(sub: argparse._SubParsersAction) -> None:
 def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     """`deeppose predict`."""
     pr = sub.add_parser("predict", help="predict joints on your images: one JSON and one PNG per image")
-    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    pr.add_argument("inputs", nargs="+", metavar="IMAGE_DIR_OR_VIDEO",
+                    help="images, folders of images, videos (.mp4, .avi, .mov, .mkv, .webm) or a camera index")
     pr.add_argument("--out", required=True)
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the person is found)")
     _model_arguments(pr)
     pr.add_argument("--min-confidence", type=float, default=0.0,
                     help="draw only joints whose confidence reaches this (the JSON keeps them all)")
+    pr.add_argument("--no-smooth", action="store_true", help="video: leave the joints unfiltered (default: One-Euro, "
+                                                               "min_cutoff 1 Hz, beta 0.01, d_cutoff 1 Hz)")
+    pr.add_argument("--max-frames", type=int, default=0, help="video: stop after N frames (default: all)")
     pr.set_defaults(func=cmd_predict)
 
 

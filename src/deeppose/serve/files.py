@@ -39,6 +39,15 @@ def joint_records(result: Prediction, skeleton: Skeleton) -> list[dict[str, Any]
             for n, (x, y), c in zip(skeleton.joints, result.joints, result.confidence)]
 
 
+def prediction_record(result: Prediction, predictor: Predictor, image: np.ndarray) -> dict[str, Any]:
+    """One prediction as JSON (an image's file, a video's line): image size, the box (x, y, w, h from the top-left
+    corner) and where it came from, the person score, the skeleton, stages and passes, and the joints."""
+    return {"width": image.shape[1], "height": image.shape[0], "box": corner_box(result.box),
+            "box_source": result.box_source, "person_score": result.person_score, "person_found": result.person_found,
+            "skeleton": predictor.skeleton.name, "stages": predictor.stages, "passes": result.passes,
+            "joints": joint_records(result, predictor.skeleton)}
+
+
 def prediction_picture(image: np.ndarray, result: Prediction, skeleton: Skeleton, min_confidence: float = 0.0
                        ) -> np.ndarray:
     """The image with the skeleton (joints below `min_confidence` left out; NaN confidence is shown) and the box
@@ -66,12 +75,7 @@ def predict_files(predictor: Predictor, inputs: list[str | Path], out: str | Pat
     out = Path(out)
     for path, image in decoded:
         result = predictor.predict(image, box)
-        write_json(out / f"{path.stem}.json", {
-            "image": str(path), "width": image.shape[1], "height": image.shape[0],
-            "box": corner_box(result.box), "box_source": result.box_source,
-            "person_score": result.person_score, "person_found": result.person_found,
-            "skeleton": predictor.skeleton.name, "stages": predictor.stages, "passes": result.passes,
-            "joints": joint_records(result, predictor.skeleton)})
+        write_json(out / f"{path.stem}.json", {"image": str(path), **prediction_record(result, predictor, image)})
         save_image(out / f"{path.stem}.png", prediction_picture(image, result, predictor.skeleton, min_confidence))
         print(describe(path, result))
     return len(decoded)

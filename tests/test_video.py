@@ -1,0 +1,67 @@
+"""Pose on video: the One-Euro filter, a synthetic clip end to end, and a corrupt file."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from deeppose.cli import main
+from deeppose.serve.video import OneEuro, OneEuroFilter
+
+
+def test_the_one_euro_filter_passes_a_constant_and_damps_jitter():
+    f = OneEuroFilter(OneEuro(min_cutoff=1.0, beta=0.0))
+    constant = np.array([[10.0, 20.0], [30.0, 40.0]])
+    assert all(np.array_equal(f(constant, 1 / 30), constant) for _ in range(20))
+    rng = np.random.default_rng(0)
+    noisy = 100 + rng.normal(0, 3, (300, 2))
+    g = OneEuroFilter(OneEuro(min_cutoff=1.0, beta=0.0))
+    smoothed = np.array([g(x, 1 / 30) for x in noisy])
+    assert smoothed[50:].std(axis=0).max() < noisy[50:].std(axis=0).min() / 2
+    # a step is followed (beta raises the cut-off with speed), with lag when beta is 0
+    fast, slow = OneEuroFilter(OneEuro(beta=1.0)), OneEuroFilter(OneEuro(beta=0.0))
+    for x in [0.0] * 10 + [100.0] * 5:
+        a, b = fast(np.array([x]), 1 / 30), slow(np.array([x]), 1 / 30)
+    assert a[0] > b[0] + 10
+
+
+def _clip(path, frames: int = 12, size: tuple[int, int] = (96, 80)) -> None:
+    """A synthetic clip: a bright figure walking across a dark background."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
+    for t in range(frames):
+        frame = np.full((size[1], size[0], 3), 30, np.uint8)
+        x = 20 + 4 * t
+        cv2.line(frame, (x, 15), (x, 50), (220, 220, 220), 5)
+        cv2.circle(frame, (x, 12), 6, (220, 220, 220), -1)
+        writer.write(frame)
+    writer.release()
+
+
+def test_a_video_gives_a_line_per_frame_and_an_annotated_mp4(tmp_path, tiny_pipeline, capsys):
+    _clip(tmp_path / "walk.mp4")
+    assert main(["predict", str(tmp_path / "walk.mp4"), "--checkpoint", str(tiny_pipeline), "--out",
+                 str(tmp_path / "out")]) == 0
+    lines = (tmp_path / "out" / "walk.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["frame"] for r in records] == list(range(12)) and len(records[0]["joints"]) == 14
+    assert records[0]["box_source"] == "found" and {"time", "box", "person_score"} <= set(records[5])
+    written = cv2.VideoCapture(str(tmp_path / "out" / "walk.mp4"))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert "12 frames" in capsys.readouterr().out
+
+
+def test_a_corrupt_video_is_a_one_line_error(tmp_path, tiny_pipeline, capsys):
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x01 not a video")
+    assert main(["predict", str(tmp_path / "bad.mp4"), "--checkpoint", str(tiny_pipeline), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("bad.mp4: not a readable video (no frame could be decoded)") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    from fixtures import tiny_pipeline as build
+
+    return build(tmp_path_factory.mktemp("pipe"))
