@@ -7,7 +7,7 @@ the machine's speed falls on all of them alike. The ratio to MoveNet is what to 
 
     python benchmarks/peers_speed.py --peer-python /tmp/peers/bin/python \\
         --system torch=models/deeppose_mobilenet_v2_person.pt --system onnx=runs/export/person.onnx \\
-        --system onnx-int8=runs/export/person_int8.onnx --name peers_speed
+        --system onnx-int8=runs/export/person_int8.onnx --accuracy onnx-int8=reports/int8 --name peers_speed
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ def main() -> int:
     parser.add_argument("--peer-python", required=True, help="a Python with ai-edge-litert (the peers' venv)")
     parser.add_argument("--system", action="append", required=True, metavar="NAME=CHECKPOINT",
                         help="one of ours: a checkpoint (PyTorch) or an export (.onnx, ONNX Runtime)")
+    parser.add_argument("--accuracy", action="append", default=[], metavar="NAME=REPORT",
+                        help="a `deeppose eval` report folder of a system on LSP test: its found-box PCK@0.2 is "
+                             "recorded beside the speed")
     parser.add_argument("--name", default="peers_speed")
     parser.add_argument("--images", type=int, default=50, help="LSP test photos to cycle through")
     parser.add_argument("--rounds", type=int, default=5)
@@ -149,8 +152,10 @@ def main() -> int:
                                    "ratio_to_movenet": round(v / ms["movenet"], 3)} for name, v in ms.items()}
             print(key, json.dumps(results[key]), flush=True)
     command = " ".join(["python", "benchmarks/peers_speed.py", *sys.argv[1:]])
+    accuracy = {name: json.loads((Path(folder) / "boxes.json").read_text())["found"]["pck@0.2"]
+                for name, folder in (a.split("=", 1) for a in args.accuracy)}
     path = write_result(args.name, {"images": f"LSP test, first {args.images} photos, decoded RGB arrays",
-                                    "systems": systems, "movenet": MOVENET.name,
+                                    "systems": systems, "movenet": MOVENET.name, "accuracy": accuracy,
                                     "note": "MoveNet runs at batch 1 only (its TFLite graph); its batched row is "
                                             "batch 1 on 2 threads", "results": results}, command)
     print(f"wrote {path}")
