@@ -103,6 +103,9 @@ class Predictor(nn.Module):
         self.input_size = meta.input_size
         self.flip = flip
         self.is_cascade = meta.kind == "cascade"
+        if model is not None and isinstance(model, Cascade) != self.is_cascade:
+            raise ValueError(f"the model is {'a' if isinstance(model, Cascade) else 'not a'} cascade, its meta says "
+                             f"{meta.kind!r}")
         self.source_size = meta.cascade.source_size if self.is_cascade else None
         self.num_stages = meta.stages
         if stages is not None and not 1 <= stages <= self.num_stages:

@@ -48,7 +48,7 @@ from deeppose.serve.predictor import Predictor
 from deeppose.skeleton import get_skeleton
 from deeppose.train.budget import plan_epochs
 from deeppose.train.builders import architecture, build_network
-from deeppose.train.cascade import refined_joints, train_cascade
+from deeppose.train.cascade import cascade_meta, refined_joints, train_cascade
 from deeppose.train.loop import fit
 
 
@@ -249,7 +249,9 @@ def architecture_predictors(spec: Spec, entry: Entry) -> dict[str, Predictor]:
                     for _ in range(c.stages - 1)]
         cascade = Cascade(stage1, refiners, skeleton, c.sigma, c.crop_size, c.source_size,
                           refined_joints(c, skeleton))
-        out["cascade"] = Predictor(cascade, meta)
+        c_meta = cascade_meta(meta, [ModelMeta("refiner", skeleton.name, skeleton.num_joints, c.crop_size,
+                                               model=c.model) for _ in refiners], c)
+        out["cascade"] = Predictor(cascade, c_meta)
     return out
 
 
