@@ -16,6 +16,7 @@ from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
 from deeppose.geometry import square_box, whole_image_box
+from deeppose.models.cascade import Cascade
 from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.models.localizer import PersonLocalizer
 from deeppose.models.meta import BoxRule, ModelMeta
