@@ -62,6 +62,9 @@ def onnx_session(path: str | Path, threads: int = 0):  # noqa: ANN201 (onnxrunti
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # idle threads sleep instead of spinning between the small graph runs of one photo (crops are cut in Python in
+    # between): measured 25.5 -> 16.6 ms per photo on 2 threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises its own exception types for a bad file
