@@ -91,15 +91,15 @@ def open_video(source: str | int) -> cv2.VideoCapture:
 
 
 def track_frame(predictor: Predictor, frame: np.ndarray, previous: Prediction | None) -> Prediction:
-    """The pose in one RGB frame: the box carried from the previous frame's joints while the person is there,
-    else the person found afresh."""
+    """The pose in one RGB frame: the box carried from the previous frame's joints while the person is there
+    (box_source "tracked"), else the person found afresh ("found")."""
     if previous is None or previous.person_found is False:
         return predictor.predict(frame)
     box = person_box(previous.joints, predictor.box_rule.box_scale)
     carried = predictor.predict(frame, box)
     if carried.person_score is not None and carried.person_score < FOUND_THRESHOLD:
         return predictor.predict(frame)  # lost: look again
-    return carried
+    return replace(carried, box_source="tracked")
 
 
 def predict_video(predictor: Predictor, source: str | int, out: str | Path, smooth: OneEuro | None = None,
