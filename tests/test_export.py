@@ -97,3 +97,22 @@ def test_bad_exports_are_one_line_errors(tmp_path, exported, capsys):
     assert "bad.onnx: not a loadable ONNX model" in capsys.readouterr().err
     with pytest.raises(DeepPoseError, match="no export description"):
         Predictor.from_checkpoint(tmp_path / "none.onnx")
+
+
+@pytest.mark.slow
+def test_the_shipped_default_is_the_export_of_the_shipped_checkpoint(lsp_root):
+    from deeppose.data.io import read_image
+    from deeppose.data.registry import load_dataset
+    from deeppose.geometry import square_box, whole_image_box
+    from deeppose.paths import default_model
+
+    onnx_path = default_model()
+    assert onnx_path.suffix == ".onnx"
+    sidecar = json.loads(onnx_path.with_suffix(".json").read_text())
+    checkpoint = onnx_path.with_name(sidecar["exported_from"])
+    torch_p, onnx_p = Predictor.from_checkpoint(checkpoint), Predictor.from_checkpoint(onnx_path)
+    test = load_dataset("lsp", lsp_root, "test")
+    photos = [read_image(test[i].image_path) for i in range(0, 1000, 100)]
+    boxes = [square_box(whole_image_box(p.shape[1], p.shape[0])) for p in photos]
+    for a, b in zip(torch_p.predict_images(photos, boxes), onnx_p.predict_images(photos, boxes)):
+        assert np.abs(a.stages - b.stages).max() / a.box[2] < 1e-4 and abs(a.person_score - b.person_score) < 1e-4

@@ -124,7 +124,7 @@ def run_photo_demo(out: str | Path, checkpoint: str | Path, root: str | Path, se
     person was found, red where nobody was) and out/<n>.json per picture."""
     out = Path(out)
     predictor = Predictor.from_checkpoint(checkpoint)
-    if predictor.localizer is None:
+    if not predictor.has_localizer:
         raise ValueError(f"{checkpoint}: the photo demo needs a model with a person localizer")
     photos = demo_photos(Path(root), seed)
     results = predictor.predict_images([im for _, im in photos])
