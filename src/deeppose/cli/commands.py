@@ -177,7 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.serve.video import VIDEO_SUFFIXES, OneEuro, predict_video
 
     predictor = _predictor(args)
-    videos = [i for i in args.inputs if i.isdigit() or Path(i).suffix.lower() in VIDEO_SUFFIXES]
+    videos = [i for i in args.inputs if i.isdigit() or "://" in i or Path(i).suffix.lower() in VIDEO_SUFFIXES]
     images = [i for i in args.inputs if i not in videos]
     for video in videos:
         done = predict_video(predictor, int(video) if video.isdigit() else video, args.out,

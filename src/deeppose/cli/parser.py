@@ -102,7 +102,8 @@ def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     """`deeppose predict`."""
     pr = sub.add_parser("predict", help="predict joints on your images: one JSON and one PNG per image")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_DIR_OR_VIDEO",
-                    help="images, folders of images, videos (.mp4, .avi, .mov, .mkv, .webm) or a camera index")
+                    help="images, folders of images, videos (.mp4, .avi, .mov, .mkv, .webm), a stream URL or a "
+                         "camera index")
     pr.add_argument("--out", required=True)
     pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the person is found)")
     _model_arguments(pr)

@@ -78,8 +78,9 @@ class OneEuroFilter:
 
 
 def open_video(source: str | int) -> cv2.VideoCapture:
-    """An OpenCV capture of a file or a camera index; DeepPoseError naming it when it cannot be read."""
-    if isinstance(source, str) and not Path(source).is_file():
+    """An OpenCV capture of a file, a stream URL (rtsp://, http://...) or a camera index; DeepPoseError naming it
+    when it cannot be read."""
+    if isinstance(source, str) and "://" not in source and not Path(source).is_file():
         raise DeepPoseError(source, "no such video file")
     capture = cv2.VideoCapture(source)
     ok, _ = capture.read() if capture.isOpened() else (False, None)
@@ -113,8 +114,9 @@ def predict_video(predictor: Predictor, source: str | int, out: str | Path, smoo
     """
     capture = open_video(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if isinstance(source, str) else 0
-    name = Path(source).stem if isinstance(source, str) else f"camera{source}"
+    is_file = isinstance(source, str) and "://" not in source
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if is_file else 0
+    name = Path(source).stem if is_file else "stream" if isinstance(source, str) else f"camera{source}"
     out = Path(out)
     mp4, jsonl = out / f"{name}.mp4", out / f"{name}.jsonl"
     filt = OneEuroFilter(smooth) if smooth else None
