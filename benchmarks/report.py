@@ -196,41 +196,44 @@ def whole_image_section(rows: list[dict]) -> list[str]:
     return out + _provenance(rows)
 
 
-def peers_section(rows: list[dict]) -> list[str]:
-    """Speed against MoveNet Lightning, one run each (`peers_speed.py`), and accuracy where it was measured."""
+def _result_section(rows: list[dict], title: str, description: str, columns: tuple[str, ...],
+                    lines: Callable[[dict], list[str]]) -> list[str]:
+    """A section whose table gets `lines(result)` from each result file, then their provenance; none without."""
     if not rows:
         return []
-    out = _section("Speed beside MoveNet Lightning (one run, alternating)",
-                   "End to end from a decoded RGB photo (LSP test) to joints in pixels. Ours: `Predictor.predict` "
-                   "(the person found, re-cropped; PyTorch or ONNX Runtime); MoveNet: letterbox to 192 px and the "
-                   "int8 TFLite graph. Each system in its own process, asked for rounds in turn. The ratio to "
-                   "MoveNet is the figure to read.", "run", "case", "system", "ms / image", "images / s",
-                   "× MoveNet")
-    for r in rows:
-        for case, systems in r["results"].items():
-            for name, v in systems.items():
-                out.append(f"| `{r['benchmark']}` | {case} | {name} | {v['ms_per_image']:.2f} | "
-                           f"{v['images_per_s']:.1f} | **{v['ratio_to_movenet']:.2f}** |")
-        if r.get("accuracy"):
-            out += ["", f"`{r['benchmark']}` LSP test PCK@0.2 (whole photos, the person found): "
-                        + ", ".join(f"{k} {v:.3f}" for k, v in r["accuracy"].items())]
-    return out + _provenance(rows)
+    return _section(title, description, *columns) + [line for r in rows for line in lines(r)] + _provenance(rows)
 
 
-def end_to_end_section(rows: list[dict]) -> list[str]:
-    """`deeppose predict` on a folder of photos and on a video, per backend (`end_to_end.py`)."""
-    if not rows:
-        return []
-    out = _section("End to end: `deeppose predict` on photos and on a video",
-                   "Wall time of the command, its start-up (loading, one photo) set apart: 100 LSP test JPEGs "
-                   "(decoding, the person found, a JSON and a PNG written per photo) and a 100-frame 640 × 480 video "
-                   "(the person tracked, an annotated MP4 and a JSON line per frame).", "run", "system", "threads",
-                   "photos / s", "video frames / s", "start-up + 1 photo s")
-    for r in rows:
-        for name, v in r["results"].items():
-            out.append(f"| `{r['benchmark']}` | {name} | {r['threads']} | {v['photos_per_s']:.1f} | "
-                       f"{v['video_frames_per_s']:.1f} | {v['start_and_one_photo_s']:.2f} |")
-    return out + _provenance(rows)
+def _peer_lines(r: dict) -> list[str]:
+    out = [f"| `{r['benchmark']}` | {case} | {name} | {v['ms_per_image']:.2f} | {v['images_per_s']:.1f} | "
+           f"**{v['ratio_to_movenet']:.2f}** |"
+           for case, systems in r["results"].items() for name, v in systems.items()]
+    if r.get("accuracy"):
+        out += ["", f"`{r['benchmark']}` LSP test PCK@0.2 (whole photos, the person found): "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in r["accuracy"].items()), ""]
+    return out
+
+
+def _end_to_end_lines(r: dict) -> list[str]:
+    return [f"| `{r['benchmark']}` | {name} | {r['threads']} | {v['photos_per_s']:.1f} | "
+            f"{v['video_frames_per_s']:.1f} | {v['start_and_one_photo_s']:.2f} |" for name, v in r["results"].items()]
+
+
+# sections made by `_result_section`: result-file prefix -> (title, description, columns, a result's table lines)
+RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], list[str]]]] = {
+    "peers_speed": (
+        "Speed beside MoveNet Lightning (one run, alternating)",
+        "End to end from a decoded RGB photo (LSP test) to joints in pixels. Ours: `Predictor.predict` (the person "
+        "found, re-cropped; PyTorch or ONNX Runtime); MoveNet: letterbox to 192 px and the int8 TFLite graph. Each "
+        "system in its own process, asked for rounds in turn. The ratio to MoveNet is the figure to read.",
+        ("run", "case", "system", "ms / image", "images / s", "× MoveNet"), _peer_lines),
+    "end_to_end": (
+        "End to end: `deeppose predict` on photos and on a video",
+        "Wall time of the command, its start-up (loading, one photo) set apart: 100 LSP test JPEGs (decoding, the "
+        "person found, a JSON and a PNG written per photo) and a 100-frame 640 × 480 video (the person tracked, an "
+        "annotated MP4 and a JSON line per frame).",
+        ("run", "system", "threads", "photos / s", "video frames / s", "start-up + 1 photo s"), _end_to_end_lines),
+}
 
 
 def comparison_section(results: list[dict]) -> list[str]:
@@ -261,8 +264,7 @@ def render() -> str:
     lines = ["# Benchmarks", "",
              "Generated by `python benchmarks/report.py` from the JSON files in `benchmarks/results/`; each file "
              "records the date, commit, machine and command that produced it. Nothing here is typed by hand.", ""]
-    for section in (whole_image_section(_load("whole_image")), peers_section(_load("peers_speed")),
-                    end_to_end_section(_load("end_to_end")),
+    for section in (whole_image_section(_load("whole_image")), *(_result_section(_load(prefix), *spec) for prefix, spec in RESULT_SECTIONS.items()),
                     accuracy_section(_load("stage1_")), cascade_section(_load("cascade_")),
                     throughput_section(_load("train_throughput")),
                     inference_section(_load("inference_")), comparison_section(_load("compare_"))):
