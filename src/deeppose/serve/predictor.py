@@ -126,6 +126,8 @@ class Predictor(nn.Module):
                              f"{self.skeleton.name}")
         self.recrops = recrops
         self.tol = tol
+        if networks is None and model is None:
+            raise ValueError("a Predictor needs a model, or the networks that run one (serve.backend)")
         self.networks = networks or TorchNetworks(model, self.localizer, self.stages)
 
     @property
