@@ -80,11 +80,11 @@ def test_predict_writes_json_and_png(tiny_checkpoint, synthetic_root, tmp_path):
     image = synthetic_root / "images" / "test_00000.png"
     assert main(["predict", "--checkpoint", str(tiny_checkpoint), str(image), "--out", str(tmp_path),
                  "--box", "0,0,96,96"]) == 0
-    pred = json.loads((tmp_path / "test_00000.json").read_text())
+    pred = json.loads((tmp_path / "test_00000.png.json").read_text())
     assert [j["name"] for j in pred["joints"]][:2] == ["r_ankle", "r_knee"] and len(pred["joints"]) == 14
     # the JSON's box is in --box's convention (top-left x, y, w, h), so it can be passed back unchanged
     assert pred["box"] == [0.0, 0.0, 96.0, 96.0] and pred["box_source"] == "given"
-    assert pred["person_score"] is None and (tmp_path / "test_00000.png").is_file()
+    assert pred["person_score"] is None and (tmp_path / "test_00000.png.pose.png").is_file()
 
 
 def test_eval_refuses_a_tampered_checkpoint(tiny_checkpoint, synthetic_root, tmp_path, capsys):
@@ -125,3 +125,48 @@ def test_train_to_a_budget_in_minutes(synthetic_root, tmp_path, capsys, monkeypa
     (run / "config.json").write_text("{")
     assert main([*args, "--budget-minutes", "5", "--resume", "--out", str(run)]) == 2
     assert "config.json: not a run config with its epochs" in capsys.readouterr().err
+
+
+def test_predict_never_writes_over_an_input_nor_two_outputs_on_one_name(tiny_checkpoint, synthetic_root, tmp_path,
+                                                                         capsys):
+    from deeppose.data.io import read_image
+    from deeppose.visualize import save_image
+
+    picture = read_image(synthetic_root / "images" / "test_00000.png")
+    for rel in ("x/a.png", "x/a.jpg", "y/a.png", "x/sub/b.webp"):  # the same name twice, a subfolder, webp
+        save_image(tmp_path / rel, picture)
+    (tmp_path / "x" / "notes.txt").write_text("not an image")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    assert main(["predict", str(tmp_path / "x"), str(tmp_path / "y"), *ck, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 4 predictions (8 files)" in printed and "skipped" in printed and "notes.txt" in printed
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(f"{k}{s}" for k in ("x/a.png", "x/a.jpg", "y/a.png", "x/sub/b.webp")
+                             for s in (".json", ".pose.png"))
+    assert all(p.read_bytes() == data for p, data in before.items())  # every input unchanged
+    # writing into an input folder, or over a file, is refused before any work
+    assert main(["predict", str(tmp_path / "x"), *ck, "--out", str(tmp_path / "x" / "preds")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "x"), *ck, "--out", str(tmp_path / "x" / "notes.txt")]) == 2
+    assert "--out is a file" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "preds").exists() and all(p.read_bytes() == d for p, d in before.items())
+
+
+def test_predict_stops_at_a_bad_image_or_skips_it(tiny_checkpoint, synthetic_root, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(synthetic_root / "images" / "test_00000.png", folder / "a.png")
+    (folder / "b.png").write_bytes(b"\x89PNG broken")
+    shutil.copy(synthetic_root / "images" / "test_00001.png", folder / "c.png")
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    assert main(["predict", str(folder), *ck, "--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("b.png: corrupt or unsupported image (could not decode)") and "\n" not in err
+    assert sorted(p.name for p in (tmp_path / "o1").iterdir()) == ["a.png.json", "a.png.pose.png"]  # whole files
+    assert main(["predict", str(folder), *ck, "--out", str(tmp_path / "o2"), "--skip-bad"]) == 0
+    assert "wrote 2 predictions (4 files)" in capsys.readouterr().out
+    assert not list((tmp_path / "o1").glob(".*")) and not list((tmp_path / "o2").glob(".*"))  # no temporaries

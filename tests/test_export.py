@@ -59,7 +59,7 @@ def test_predict_and_eval_take_the_export(exported, tmp_path, synthetic_root):
     save_image(tmp_path / "in" / "a.png", _photos(1)[0])
     assert main(["predict", str(tmp_path / "in"), "--checkpoint", str(onnx), "--threads", "1", "--out",
                  str(tmp_path / "out")]) == 0
-    record = json.loads((tmp_path / "out" / "a.json").read_text())
+    record = json.loads((tmp_path / "out" / "a.png.json").read_text())
     assert record["box_source"] == "found" and record["stages"] == 2 and len(record["joints"]) == 14
     assert main(["eval", "--checkpoint", str(onnx), "--dataset", "synthetic", "--root", str(synthetic_root),
                  "--split", "test", "--boxes", "annotated", "--out", str(tmp_path / "report")]) == 0

@@ -65,7 +65,7 @@ def test_each_head_trains_and_predicts_with_confidence(head, data_root, tmp_path
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(run / "best.pt"), str(tmp_path / "person.png"), "--out",
                  str(tmp_path / "pred"), "--min-confidence", "0.5"]) == 0
-    joints = json.loads((tmp_path / "pred" / "person.json").read_text())["joints"]
+    joints = json.loads((tmp_path / "pred" / "person.png.json").read_text())["joints"]
     api = Predictor.from_checkpoint(run / "best.pt").predict(image)  # the JSON holds what the API predicts
     confidence = [np.nan if j["confidence"] is None else j["confidence"] for j in joints]
     np.testing.assert_allclose(confidence, api.confidence, atol=1e-6)

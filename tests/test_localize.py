@@ -231,7 +231,7 @@ def test_cli_predict_writes_person_fields_and_refuses_an_outside_box(tmp_path, c
     bundle = bundle_checkpoint(pose, loc, tmp_path / "pipe.pt")
     cv2.imwrite(str(tmp_path / "a.png"), np.full((50, 70, 3), 128, np.uint8))
     assert main(["predict", "--checkpoint", str(bundle), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 0
-    out = json.loads((tmp_path / "o" / "a.json").read_text())
+    out = json.loads((tmp_path / "o" / "a.png.json").read_text())
     assert set(out) >= {"person_score", "person_found", "box", "box_source"} and out["box_source"] == "found"
     line = capsys.readouterr().out.splitlines()[0]
     assert ("nobody found" in line) != out["person_found"] and "person_score" in line

@@ -184,9 +184,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              None if args.no_smooth else OneEuro(), args.max_frames, progress=sys.stderr.isatty())
         print(f"{video}: {done['frames']} frames at {done['fps']:g} frames/s -> {done['mp4']}, {done['jsonl']}")
     if images:
-        n = predict_files(predictor, images, args.out, _parse_box(args.box) if args.box else None,
-                          args.min_confidence)
-        print(f"wrote {n} predictions to {args.out}")
+        n, skipped = predict_files(predictor, images, args.out, _parse_box(args.box) if args.box else None,
+                                   args.min_confidence, args.skip_bad)
+        for path in skipped:
+            print(f"skipped {path} (not an image OpenCV decodes)")
+        print(f"wrote {n} predictions ({2 * n} files) to {args.out}" + (f"; skipped {len(skipped)} files"
+                                                                         if skipped else ""))
     return 0
 
 

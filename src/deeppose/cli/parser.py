@@ -100,7 +100,8 @@ def _add_eval_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     """`deeppose predict`."""
-    pr = sub.add_parser("predict", help="predict joints on your images: one JSON and one PNG per image")
+    pr = sub.add_parser("predict", help="predict joints on your images (a JSON and a picture each, under their "
+                                                 "relative paths) or videos")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_DIR_OR_VIDEO",
                     help="images, folders of images, videos (.mp4, .avi, .mov, .mkv, .webm), a stream URL or a "
                          "camera index")
@@ -109,6 +110,8 @@ def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     _model_arguments(pr)
     pr.add_argument("--min-confidence", type=float, default=0.0,
                     help="draw only joints whose confidence reaches this (the JSON keeps them all)")
+    pr.add_argument("--skip-bad", action="store_true", help="skip (and list) images that cannot be decoded instead "
+                                                             "of stopping at the first")
     pr.add_argument("--no-smooth", action="store_true", help="video: leave the joints unfiltered (default: One-Euro, "
                                                                "min_cutoff 1 Hz, beta 0.01, d_cutoff 1 Hz)")
     pr.add_argument("--max-frames", type=int, default=0, help="video: stop after N frames (default: all)")

@@ -1,7 +1,10 @@
-"""`deeppose predict` on image files: find the images, predict them, write one JSON and one picture per image."""
+"""`deeppose predict` on image files: find the images, predict them one at a time, write one JSON and one picture per
+image, never over an input and never two outputs on one name."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +18,58 @@ from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.skeleton import Skeleton
 from deeppose.visualize import draw_box, draw_pose, save_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# what OpenCV decodes (`cv2.imread`); a folder's other files are skipped and listed
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm",
+                  ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic")
 
 
-def image_paths(inputs: list[str | Path]) -> list[Path]:
-    """The image files named, and those in the folders named (sorted); DeepPoseError for a missing input or none."""
-    images: list[Path] = []
+@dataclass
+class Job:
+    """The images `predict` reads and what it writes for each: out/<path relative to the inputs>.json and
+    .pose.png (the input's own name kept whole, so a.jpg and a.png do not collide)."""
+
+    images: list[Path]
+    keys: list[Path]
+    skipped: list[Path]
+
+    def outputs(self, out: Path, key: Path) -> tuple[Path, Path]:
+        return out / key.with_name(key.name + ".json"), out / key.with_name(key.name + ".pose.png")
+
+
+def plan_job(inputs: list[str | Path], out: str | Path) -> Job:
+    """The images named and those in the folders named (recursively, sorted), keyed by their path relative to
+    the inputs' common folder; DeepPoseError, before any work, for a missing input, no images, an --out that
+    is a file or inside an input folder (the outputs would be read back as inputs), or an output that would
+    replace an input."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DeepPoseError(out, "--out is a file; give a folder")
+    images, roots, skipped = [], [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            images += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if out.resolve().is_relative_to(item.resolve()):
+                raise DeepPoseError(out, f"--out is inside the input folder {item}: its outputs would be read back "
+                                         f"as inputs; write them elsewhere")
+            files = sorted(p for p in item.rglob("*") if p.is_file())
+            images += [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+            skipped += [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+            roots += [item] * sum(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
         elif item.is_file():
             images.append(item)
+            roots.append(item.parent)
         else:
             raise DeepPoseError(item, "no such image or folder")
     if not images:
         raise DeepPoseError(inputs[0] if inputs else None, "no images found")
-    return images
+    base = Path(os.path.commonpath([str(r.resolve()) for r in roots]))
+    keys = [p.resolve().relative_to(base) for p in images]
+    job = Job(images, keys, skipped)
+    inputs_resolved = {p.resolve() for p in images}
+    for key in keys:
+        for path in job.outputs(out, key):
+            if path.resolve() in inputs_resolved:
+                raise DeepPoseError(path, "an output would replace this input; choose another --out")
+    return job
 
 
 def joint_records(result: Prediction, skeleton: Skeleton) -> list[dict[str, Any]]:
@@ -68,14 +107,28 @@ def describe(path: Path, result: Prediction) -> str:
 
 
 def predict_files(predictor: Predictor, inputs: list[str | Path], out: str | Path, box: np.ndarray | None = None,
-                  min_confidence: float = 0.0) -> int:
-    """Predict every image of `inputs` (files or folders) into `out`: <stem>.json and <stem>.png each, a line each.
-    Every image is decoded first, so a bad one stops the run before anything is written. Returns the count."""
-    decoded = [(path, read_image(path)) for path in image_paths(inputs)]
-    out = Path(out)
-    for path, image in decoded:
+                  min_confidence: float = 0.0, skip_bad: bool = False) -> tuple[int, list[Path]]:
+    """Predict every image of `inputs` (files or folders) into `out` (see `Job`), one image in memory at a time,
+    each file written whole or not at all, a line per image. A bad image stops the run (DeepPoseError naming it;
+    what was written before stays) unless `skip_bad`. Nothing is written before the plan is checked.
+
+    Returns:
+        (images predicted, files skipped: a folder's non-images and, with `skip_bad`, the undecodable ones).
+    """
+    job = plan_job(inputs, out)
+    out, skipped, done = Path(out), list(job.skipped), 0
+    for path, key in zip(job.images, job.keys):
+        try:
+            image = read_image(path)
+        except DeepPoseError:
+            if not skip_bad:
+                raise
+            skipped.append(path)
+            continue
         result = predictor.predict(image, box)
-        write_json(out / f"{path.stem}.json", {"image": str(path), **prediction_record(result, predictor, image)})
-        save_image(out / f"{path.stem}.png", prediction_picture(image, result, predictor.skeleton, min_confidence))
+        json_path, picture_path = job.outputs(out, key)
+        write_json(json_path, {"image": str(path), **prediction_record(result, predictor, image)})
+        save_image(picture_path, prediction_picture(image, result, predictor.skeleton, min_confidence))
         print(describe(path, result))
-    return len(decoded)
+        done += 1
+    return done, skipped
