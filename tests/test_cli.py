@@ -170,3 +170,24 @@ def test_predict_stops_at_a_bad_image_or_skips_it(tiny_checkpoint, synthetic_roo
     assert main(["predict", str(folder), *ck, "--out", str(tmp_path / "o2"), "--skip-bad"]) == 0
     assert "wrote 2 predictions (4 files)" in capsys.readouterr().out
     assert not list((tmp_path / "o1").glob(".*")) and not list((tmp_path / "o2").glob(".*"))  # no temporaries
+
+
+def test_every_prediction_follows_the_versioned_schema(tiny_checkpoint, synthetic_root, tmp_path, capsys):
+    import jsonschema
+
+    from deeppose import __version__
+    from deeppose.serve.files import SCHEMA, SCHEMA_VERSION
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert main(["predict", str(synthetic_root / "images" / "test_00003.png"), "--checkpoint", str(tiny_checkpoint),
+                 "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "test_00003.png.json").read_text())
+    assert record["schema_version"] == SCHEMA_VERSION
+    jsonschema.validate(record, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**record, "box": record["box"][:3]}, schema)  # the schema does refuse a bad record
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"deeppose {__version__}" and __version__ != "unknown"

@@ -47,6 +47,13 @@ def test_a_video_gives_a_line_per_frame_and_an_annotated_mp4(tmp_path, tiny_pipe
     assert [r["frame"] for r in records] == list(range(12)) and len(records[0]["joints"]) == 14
     assert records[0]["box_source"] == "found" and {"time", "box", "person_score"} <= set(records[5])
     assert {r["box_source"] for r in records} <= {"found", "tracked"}
+    import jsonschema
+
+    from deeppose.serve.files import SCHEMA
+
+    schema = json.loads(SCHEMA.read_text())
+    for record in records:
+        jsonschema.validate(record, schema)
     written = cv2.VideoCapture(str(tmp_path / "out" / "walk.mp4"))
     assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     assert "12 frames" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from deeppose import __version__
 from deeppose.cli.commands import (
     cmd_compare,
     cmd_data_check,
@@ -200,6 +201,7 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deeppose", description="Human pose estimation by coordinate regression.")
+    parser.add_argument("--version", action="version", version=f"deeppose {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data_command, _add_train_command, _add_eval_command, _add_predict_command,
                 _add_localizer_command, _add_compare_command, _add_ship_command, _add_export_command,

@@ -18,6 +18,9 @@ from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.skeleton import Skeleton
 from deeppose.visualize import draw_box, draw_pose, save_image
 
+# the version of serve/schemas/prediction.schema.json that every prediction record follows
+SCHEMA_VERSION = 1
+SCHEMA = Path(__file__).parent / "schemas" / "prediction.schema.json"
 # what OpenCV decodes (`cv2.imread`); a folder's other files are skipped and listed
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm",
                   ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic")
@@ -79,12 +82,13 @@ def joint_records(result: Prediction, skeleton: Skeleton) -> list[dict[str, Any]
 
 
 def prediction_record(result: Prediction, predictor: Predictor, image: np.ndarray) -> dict[str, Any]:
-    """One prediction as JSON (an image's file, a video's line): image size, the box (x, y, w, h from the top-left
-    corner) and where it came from, the person score, the skeleton, stages and passes, and the joints."""
-    return {"width": image.shape[1], "height": image.shape[0], "box": corner_box(result.box),
-            "box_source": result.box_source, "person_score": result.person_score, "person_found": result.person_found,
-            "skeleton": predictor.skeleton.name, "stages": predictor.stages, "passes": result.passes,
-            "joints": joint_records(result, predictor.skeleton)}
+    """One prediction as JSON (an image's file, a video's line), following `SCHEMA`: its version, image size, the
+    box (x, y, w, h from the top-left corner) and where it came from, the person score, the skeleton, stages and
+    passes, and the joints."""
+    return {"schema_version": SCHEMA_VERSION, "width": image.shape[1], "height": image.shape[0],
+            "box": corner_box(result.box), "box_source": result.box_source, "person_score": result.person_score,
+            "person_found": result.person_found, "skeleton": predictor.skeleton.name, "stages": predictor.stages,
+            "passes": result.passes, "joints": joint_records(result, predictor.skeleton)}
 
 
 def prediction_picture(image: np.ndarray, result: Prediction, skeleton: Skeleton, min_confidence: float = 0.0
