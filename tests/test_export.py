@@ -116,3 +116,25 @@ def test_the_shipped_default_is_the_export_of_the_shipped_checkpoint(lsp_root):
     boxes = [square_box(whole_image_box(p.shape[1], p.shape[0])) for p in photos]
     for a, b in zip(torch_p.predict_images(photos, boxes), onnx_p.predict_images(photos, boxes)):
         assert np.abs(a.stages - b.stages).max() / a.box[2] < 1e-4 and abs(a.person_score - b.person_score) < 1e-4
+
+
+def test_the_api_takes_grayscale_rgba_and_pil_and_says_what_it_expects(exported):
+    from PIL import Image
+
+    pipe, _ = exported
+    predictor = Predictor.from_checkpoint(pipe)
+    rgb = _photos(1)[0]
+    box = np.array([30.0, 30.0, 40.0, 40.0])
+    reference = predictor.predict(rgb, box).joints
+    gray = rgb[..., 1]
+    same_gray = predictor.predict(np.repeat(gray[..., None], 3, axis=2), box).joints
+    np.testing.assert_allclose(predictor.predict(gray, box).joints, same_gray)
+    np.testing.assert_allclose(predictor.predict(np.dstack([rgb, np.full(gray.shape, 255, np.uint8)]), box).joints,
+                               reference)
+    np.testing.assert_allclose(predictor.predict(Image.fromarray(rgb), box).joints, reference)
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.predict(rgb.astype(np.float32) / 255, box)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        predictor.predict(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(DeepPoseError, match="4 finite numbers"):
+        predictor.predict(rgb, np.array([1.0, 2.0, 3.0]))

@@ -22,6 +22,7 @@ from deeppose.models.localizer import PersonLocalizer
 from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.serve.backend import Networks, OnnxNetworks, TorchNetworks
 from deeppose.serve.batch import crops_to_image, predict_dataset
+from deeppose.serve.images import as_rgb
 from deeppose.serve.localize import (
     BOX_SCALE,
     FOUND_THRESHOLD,
@@ -250,8 +251,10 @@ class Predictor(nn.Module):
 
     def predict_images(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None,
                        batch_size: int = 32) -> list[Prediction]:
-        """Predict RGB (H, W, 3) uint8 images. A given box (c_x, c_y, w, h) wins; else the localizer finds the
-        person and the box is re-cropped until it converges; without a localizer the whole image is the box."""
+        """Predict RGB (H, W, 3) uint8 images (grayscale, RGBA and PIL images are converted: `images.as_rgb`). A
+        given box (c_x, c_y, w, h) wins; else the localizer finds the person and the box is re-cropped until it
+        converges; without a localizer the whole image is the box."""
+        images = [as_rgb(im) for im in images]
         boxes = list(boxes) if boxes is not None else [None] * len(images)
         if len(boxes) != len(images):
             raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
@@ -306,8 +309,8 @@ class Predictor(nn.Module):
         return out
 
     def predict(self, image: np.ndarray, box: np.ndarray | None = None) -> Prediction:
-        """One RGB image (H, W, 3) uint8 and an optional person box (c_x, c_y, w, h) -> its `Prediction`."""
-        check_image(image)
+        """One RGB image (H, W, 3) uint8 (or grayscale, RGBA, PIL) and an optional person box (c_x, c_y, w, h) ->
+        its `Prediction`."""
         return self.predict_images([image], [box])[0]
 
     def predict_file(self, path: str | Path, box: np.ndarray | None = None) -> Prediction:
@@ -371,10 +374,3 @@ class Predictor(nn.Module):
         pred = pred if all_stages else pred[:, -1]
         return (pred, confidence) if with_confidence else pred
 
-
-def check_image(image: np.ndarray) -> None:
-    """Refuse what is not an RGB (H, W, 3) uint8 array, saying what is expected."""
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        shape = getattr(image, "shape", None)
-        raise ValueError(f"expected an RGB image as a (H, W, 3) uint8 array, got {type(image).__name__} "
-                         f"{getattr(image, 'dtype', '')} {shape}")

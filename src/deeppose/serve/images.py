@@ -1,0 +1,34 @@
+"""What the Python API accepts as an image: RGB uint8 (H, W, 3) arrays, and the usual other forms converted.
+
+BGR cannot be told from RGB by looking at an array: arrays are taken as RGB (OpenCV's `cv2.imread` gives BGR;
+`Predictor.predict_file` reads files as RGB and spares the question).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_rgb(image: Any) -> np.ndarray:
+    """An RGB (H, W, 3) uint8 array from an RGB array (returned as is), a grayscale (H, W) or (H, W, 1) array, an
+    RGBA (H, W, 4) array (alpha dropped) or a PIL image (any mode); ValueError saying what is expected otherwise
+    (another dtype is refused rather than rescaled by a guess)."""
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+        return np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an RGB image as a (H, W, 3) uint8 array (or a PIL image), got "
+                         f"{type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image (0..255), got dtype {image.dtype}; convert it, e.g. "
+                         f"(image * 255).astype(np.uint8) for floats in [0, 1]")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = np.ascontiguousarray(image[..., :3])
+    if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        raise ValueError(f"expected an RGB image as a (H, W, 3) uint8 array, got shape {image.shape}")
+    return image
