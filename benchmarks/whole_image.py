@@ -33,7 +33,7 @@ from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import clear_region, synthetic_background
 from deeppose.eval.report import score
-from deeppose.geometry import joints_box
+from deeppose.geometry import centre_box, corner_box, joints_box
 from deeppose.paths import data_root
 from deeppose.serve.localize import annotated_box, person_in_box, recrop_until_converged
 from deeppose.serve.predictor import Prediction, Predictor
@@ -66,7 +66,7 @@ def truth_boxes(dataset: PoseDataset, images: list[np.ndarray]) -> np.ndarray:
 def summarize(results: list[Prediction], dataset: PoseDataset) -> dict:
     pred = np.stack([r.joints for r in results])
     m = score(pred, dataset)
-    boxes = np.stack([r.box for r in results])
+    boxes = np.stack([centre_box(*r.box) for r in results])
     found = [r.person_found for r in results]
     return {"pck@0.2": round(m["pck"]["0.2"], 4), "pcp": round(m["pcp"]["mean"], 4),
             "person_in_box": round(float(person_in_box(boxes, dataset.joints(), dataset.labelled()).mean()), 4),
@@ -76,9 +76,10 @@ def summarize(results: list[Prediction], dataset: PoseDataset) -> dict:
 
 def self_recrop(pose: Predictor, images: list[np.ndarray], recrops: int = 3) -> list[Prediction]:
     """The pose model alone, starting from the whole image and re-cropped on its own guesses."""
-    first = np.stack([p.box for p in pose.predict_images(images)])
+    first = np.stack([centre_box(*p.box) for p in pose.predict_images(images)])
     r = recrop_until_converged(lambda idx, b: pose.pose_in_boxes([images[i] for i in idx], b), first, recrops)
-    return [Prediction(r.joints[i, -1], r.joints[i], r.confidence[i], r.boxes[i], "found", None, None,
+    return [Prediction(r.joints[i, -1], r.joints[i], r.confidence[i], np.array(corner_box(r.boxes[i])), "found",
+                       None, None,
                        int(r.iterations[i])) for i in range(len(images))]
 
 
@@ -95,7 +96,7 @@ def accuracy(pipeline: Predictor, pose: Predictor, sets: dict[str, PoseDataset])
             "pose model re-cropped on itself (3x)": self_recrop(pose, images),
             "localizer box": no_recrop.predict_images(images),
             "localizer box + re-crop (default)": pipeline.predict_images(images),
-            "annotated box (ceiling)": pipeline.predict_images(images, list(truth)),
+            "annotated box (ceiling)": pipeline.predict_images(images, [corner_box(b) for b in truth]),
         }
         out[name] = {k: summarize(v, ds) for k, v in rows.items()}
         for k, v in out[name].items():

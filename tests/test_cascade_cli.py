@@ -68,8 +68,8 @@ def test_predict_with_fewer_stages(cascade_run, synthetic_root, tmp_path):
                  str(tmp_path / "p1"), "--stages", "1"]) == 0
     assert main(["predict", "--checkpoint", str(cascade_run / "cascade.pt"), str(image), "--out",
                  str(tmp_path / "p3")]) == 0
-    one = json.loads((tmp_path / "p1" / "test_00000.json").read_text())
-    three = json.loads((tmp_path / "p3" / "test_00000.json").read_text())
+    one = json.loads((tmp_path / "p1" / "test_00000.png.json").read_text())
+    three = json.loads((tmp_path / "p3" / "test_00000.png.json").read_text())
     assert one["stages"] == 1 and three["stages"] == 3 and len(three["joints"]) == 14
     predictor = Predictor.from_checkpoint(cascade_run / "cascade.pt")
     from deeppose.data.io import read_image

@@ -112,7 +112,7 @@ def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray]]:
 
 def describe(caption: str, result: Prediction) -> str:
     """One line for one picture of the demo."""
-    x, y, w, h = corner_box(result.box)
+    x, y, w, h = result.box
     if result.person_found:
         return (f"{caption:<34} person found  (person_score {result.person_score:.2f}), box {x:.0f},{y:.0f},"
                 f"{w:.0f},{h:.0f}, {result.passes} pose passes")
@@ -134,9 +134,10 @@ def run_photo_demo(out: str | Path, checkpoint: str | Path, root: str | Path, se
         shown = np.full(predictor.skeleton.num_joints, bool(r.person_found))
         tiles.append(draw_box(draw_pose(image, r.joints, shown, predictor.skeleton), r.box, bool(r.person_found)))
         captions.append(f"{caption} ({r.person_score:.2f})")
-        write_json(out / f"{k:02d}.json", {"caption": caption, "box": corner_box(r.box), "box_source": r.box_source,
-                                           "person_score": r.person_score, "person_found": r.person_found,
-                                           "joints": r.joints.tolist(), "confidence": r.confidence.tolist()})
+        write_json(out / f"{k:02d}.json", {"caption": caption, "box": [float(v) for v in r.box],
+                                           "box_source": r.box_source, "person_score": r.person_score,
+                                           "person_found": r.person_found, "joints": r.joints.tolist(),
+                                           "confidence": r.confidence.tolist()})
     save_image(out / "sheet.png", contact_sheet(tiles, columns=5, tile_size=240, captions=captions))
     print(f"contact sheet: {out / 'sheet.png'}")
     return results

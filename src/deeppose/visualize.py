@@ -55,12 +55,12 @@ def draw_pose(image: np.ndarray, joints: np.ndarray, labelled: np.ndarray, skele
 
 
 def draw_box(image: np.ndarray, box: np.ndarray, found: bool = True) -> np.ndarray:
-    """Draw a person box (c_x, c_y, w, h) on a copy of an RGB image: green where a person was found, red where
-    nobody was."""
+    """Draw a person box [x, y, w, h] (pixels from the top-left corner) on a copy of an RGB image: green where a
+    person was found, red where nobody was."""
     out = np.ascontiguousarray(image.copy())
     t = max(1, round(min(out.shape[:2]) / 150))
-    lo = np.round((np.asarray(box[:2]) - np.asarray(box[2:]) / 2 + 0.5) * 16).astype(int)
-    hi = np.round((np.asarray(box[:2]) + np.asarray(box[2:]) / 2 - 0.5) * 16).astype(int)
+    lo = np.round(np.asarray(box[:2], np.float64) * 16).astype(int)  # the first and last pixel of each side
+    hi = np.round((np.asarray(box[:2], np.float64) + np.asarray(box[2:], np.float64) - 1) * 16).astype(int)
     cv2.rectangle(out, (int(lo[0]), int(lo[1])), (int(hi[0]), int(hi[1])), (40, 220, 40) if found else (230, 40, 40),
                   t, cv2.LINE_AA, 4)
     return out

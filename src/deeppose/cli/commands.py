@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeppose.errors import DeepPoseError
-from deeppose.geometry import centre_box
 
 if TYPE_CHECKING:
     from deeppose.config import TrainConfig
@@ -151,7 +150,7 @@ def _parse_box(text: str) -> np.ndarray:
         raise DeepPoseError(None, f"--box must be x,y,w,h (top-left corner, width, height), got {text!r}") from None
     if w <= 0 or h <= 0:
         raise DeepPoseError(None, f"--box width and height must be positive, got {text!r}")
-    return centre_box(x, y, w, h)  # corner form on the command line, (c_x, c_y, w, h) inside
+    return np.array([x, y, w, h])  # the API's convention too: from the top-left corner
 
 
 def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported lazily)

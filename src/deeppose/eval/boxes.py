@@ -17,6 +17,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.eval.metrics import confidence_report
 from deeppose.eval.report import format_pcp_table, write_report, write_stage_report
 from deeppose.files import write_json
+from deeppose.geometry import centre_box
 from deeppose.serve.localize import person_in_box
 from deeppose.serve.predictor import BOX_SOURCES, Predictor
 
@@ -40,7 +41,7 @@ def evaluate_boxes(predictor: Predictor, dataset: PoseDataset, mode: str, out: P
     results = predictor.predict_boxes(dataset, mode, batch_size, progress=progress)
     pred = np.stack([r.stages for r in results])
     confidence = np.stack([r.confidence for r in results])
-    held = person_in_box(np.stack([r.box for r in results]), dataset.joints(), dataset.labelled())
+    held = person_in_box(np.stack([centre_box(*r.box) for r in results]), dataset.joints(), dataset.labelled())
     found = None if results[0].person_score is None else float(np.mean([r.person_found for r in results]))
     boxes = {"source": mode, "person_in_box": float(held.mean()), "person_found": found,
              "mean_passes": float(np.mean([r.passes for r in results]))}

@@ -13,7 +13,6 @@ import numpy as np
 from deeppose.data.io import read_image
 from deeppose.errors import DeepPoseError
 from deeppose.files import write_json
-from deeppose.geometry import corner_box
 from deeppose.serve.predictor import Prediction, Predictor
 from deeppose.skeleton import Skeleton
 from deeppose.visualize import draw_box, draw_pose, save_image
@@ -86,7 +85,7 @@ def prediction_record(result: Prediction, predictor: Predictor, image: np.ndarra
     box (x, y, w, h from the top-left corner) and where it came from, the person score, the skeleton, stages and
     passes, and the joints."""
     return {"schema_version": SCHEMA_VERSION, "width": image.shape[1], "height": image.shape[0],
-            "box": corner_box(result.box), "box_source": result.box_source, "person_score": result.person_score,
+            "box": [float(v) for v in result.box], "box_source": result.box_source, "person_score": result.person_score,
             "person_found": result.person_found, "skeleton": predictor.skeleton.name, "stages": predictor.stages,
             "passes": result.passes, "joints": joint_records(result, predictor.skeleton)}
 
@@ -101,7 +100,7 @@ def prediction_picture(image: np.ndarray, result: Prediction, skeleton: Skeleton
 
 def describe(path: Path, result: Prediction) -> str:
     """One line for one image: found or not, the person score and the box (x,y,w,h from the top-left corner)."""
-    x, y, w, h = corner_box(result.box)
+    x, y, w, h = result.box
     where = f"box {x:.0f},{y:.0f},{w:.0f},{h:.0f} ({result.box_source})"
     if result.person_found is None:
         return f"{path}: {where}; no person score (this model has no localizer)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset, Sample
 from deeppose.data.transforms import crop_sample
 from deeppose.errors import DeepPoseError
-from deeppose.geometry import square_box, whole_image_box
+from deeppose.geometry import centre_box, corner_box, square_box, whole_image_box
 from deeppose.models.cascade import Cascade
 from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.models.localizer import PersonLocalizer
@@ -59,7 +60,8 @@ class Prediction:
         joints: (K, 2) pixels (the last stage run); stages: (n, K, 2) every stage.
         confidence: (K,) per-joint confidence in [0, 1] (NaN: the model has none), times `person_score` when
             there is one, so that the joints of an image with nobody in it are not trusted.
-        box: (4,) (c_x, c_y, w, h) the person box of the final prediction, in pixels.
+        box: (4,) [x, y, w, h] the person box of the final prediction, in pixels from the top-left corner (the
+            convention of the command line, the JSON and every box the API takes).
         box_source: "given" (the caller's), "found" (localized) or "image" (the whole image, LSP's convention).
         person_score: the calibrated probability that a person is in view, None without a localizer.
         person_found: person_score >= 0.5, None without a localizer.
@@ -249,13 +251,19 @@ class Predictor(nn.Module):
         rule = self.box_rule
         return presence_probability(np.concatenate(logits), rule.a, rule.b), np.concatenate(joints)
 
-    def predict_images(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None,
+    def predict_images(self, images: Sequence[np.ndarray], boxes: Sequence[Any] | None = None,
                        batch_size: int = 32) -> list[Prediction]:
         """Predict RGB (H, W, 3) uint8 images (grayscale, RGBA and PIL images are converted: `images.as_rgb`). A
-        given box (c_x, c_y, w, h) wins; else the localizer finds the person and the box is re-cropped until it
-        converges; without a localizer the whole image is the box."""
+        given box [x, y, w, h] (pixels, from the top-left corner, as on the command line and in the JSON) wins;
+        else the localizer finds the person and the box is re-cropped until it converges; without a localizer the
+        whole image is the box."""
         images = [as_rgb(im) for im in images]
         boxes = list(boxes) if boxes is not None else [None] * len(images)
+        return self._predict_centred(images, [None if b is None else centred(b) for b in boxes], batch_size)
+
+    def _predict_centred(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None],
+                         batch_size: int = 32) -> list[Prediction]:
+        """`predict_images` on RGB arrays with boxes in the centre form (c_x, c_y, w, h) the crops use."""
         if len(boxes) != len(images):
             raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
         given = [i for i, b in enumerate(boxes) if b is not None]
@@ -303,14 +311,14 @@ class Predictor(nn.Module):
         for i in range(n):
             has_score = not np.isnan(scores[i])
             conf = confidence[i] * scores[i] if has_score else confidence[i]
-            out.append(Prediction(stage_joints[i, -1], stage_joints[i], conf, final[i], source[i],
+            out.append(Prediction(stage_joints[i, -1], stage_joints[i], conf, np.array(corner_box(final[i])), source[i],
                                   float(scores[i]) if has_score else None,
                                   bool(scores[i] >= FOUND_THRESHOLD) if has_score else None, int(passes[i])))
         return out
 
     def predict(self, image: np.ndarray, box: np.ndarray | None = None) -> Prediction:
-        """One RGB image (H, W, 3) uint8 (or grayscale, RGBA, PIL) and an optional person box (c_x, c_y, w, h) ->
-        its `Prediction`."""
+        """One RGB image (H, W, 3) uint8 (or grayscale, RGBA, PIL) and an optional person box [x, y, w, h] -> its
+        `Prediction`."""
         return self.predict_images([image], [box])[0]
 
     def predict_file(self, path: str | Path, box: np.ndarray | None = None) -> Prediction:
@@ -318,7 +326,7 @@ class Predictor(nn.Module):
         return self.predict(read_image(path), box)
 
     def predict_image(self, image: np.ndarray, box: np.ndarray | None = None, all_stages: bool = False) -> np.ndarray:
-        """One RGB image (H, W, 3) uint8 and an optional box (c_x, c_y, w, h) -> (K, 2) joints in pixels
+        """One RGB image (H, W, 3) uint8 and an optional box [x, y, w, h] -> (K, 2) joints in pixels
         ((n, K, 2), every stage, with `all_stages`); the person is found first when no box is given."""
         return self.predict_image_with_confidence(image, box, all_stages)[0]
 
@@ -355,7 +363,7 @@ class Predictor(nn.Module):
                        unit="chunk"):
             samples = dataset.samples[lo:lo + chunk]
             images = [read_image(s.image_path) for s in samples]
-            out += self.predict_images(images, self.boxes_for(samples, images, dataset.name, mode), batch_size)
+            out += self._predict_centred(images, self.boxes_for(samples, images, dataset.name, mode), batch_size)
         return out
 
     def predict_dataset(self, dataset: PoseDataset, batch_size: int = 32, num_workers: int = 0,
@@ -374,3 +382,12 @@ class Predictor(nn.Module):
         pred = pred if all_stages else pred[:, -1]
         return (pred, confidence) if with_confidence else pred
 
+
+def centred(box: Any) -> np.ndarray:
+    """A caller's box [x, y, w, h] (top-left corner) in the centre form (c_x, c_y, w, h); DeepPoseError when it
+    is not 4 numbers."""
+    b = np.asarray(box, np.float64)
+    if b.shape != (4,):
+        raise DeepPoseError(None, f"person box must be 4 finite numbers [x, y, w, h] with positive width and height, "
+                                  f"got {np.asarray(box).tolist()}")
+    return centre_box(*b)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from deeppose.errors import DeepPoseError
 from deeppose.files import atomic_write
+from deeppose.geometry import corner_box
 from deeppose.serve.files import prediction_picture, prediction_record
 from deeppose.serve.localize import FOUND_THRESHOLD, person_box
 from deeppose.serve.predictor import Prediction, Predictor
@@ -96,7 +97,7 @@ def track_frame(predictor: Predictor, frame: np.ndarray, previous: Prediction | 
     (box_source "tracked"), else the person found afresh ("found")."""
     if previous is None or previous.person_found is False:
         return predictor.predict(frame)
-    box = person_box(previous.joints, predictor.box_rule.box_scale)
+    box = corner_box(person_box(previous.joints, predictor.box_rule.box_scale))
     carried = predictor.predict(frame, box)
     if carried.person_score is not None and carried.person_score < FOUND_THRESHOLD:
         return predictor.predict(frame)  # lost: look again
