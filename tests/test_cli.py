@@ -191,3 +191,24 @@ def test_every_prediction_follows_the_versioned_schema(tiny_checkpoint, syntheti
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"deeppose {__version__}" and __version__ != "unknown"
+
+
+def test_predict_takes_one_box_per_image_from_a_file(tiny_checkpoint, synthetic_root, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        shutil.copy(synthetic_root / "images" / "test_00000.png", folder / name)
+    (tmp_path / "boxes.json").write_text(json.dumps({"a.png": [10, 20, 30, 40]}))
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    boxes = ["--boxes", str(tmp_path / "boxes.json")]
+    assert main(["predict", str(folder), *ck, "--out", str(tmp_path / "o"), *boxes]) == 0
+    a = json.loads((tmp_path / "o" / "a.png.json").read_text())
+    b = json.loads((tmp_path / "o" / "b.png.json").read_text())
+    assert a["box"] == [10.0, 20.0, 30.0, 40.0] and a["box_source"] == "given" and b["box_source"] == "image"
+    (tmp_path / "bad.json").write_text(json.dumps({"a.png": [1, 2, 3]}))
+    bad = ["--boxes", str(tmp_path / "bad.json")]
+    assert main(["predict", str(folder), *ck, "--out", str(tmp_path / "o2"), *bad]) == 2
+    assert "bad.json: not a boxes file ('a.png': expected [x, y, w, h]" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()

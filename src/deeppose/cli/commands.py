@@ -172,7 +172,7 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from deeppose.serve.files import predict_files
+    from deeppose.serve.files import predict_files, read_boxes
     from deeppose.serve.video import VIDEO_SUFFIXES, OneEuro, predict_video
 
     predictor = _predictor(args)
@@ -183,8 +183,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              None if args.no_smooth else OneEuro(), args.max_frames, progress=sys.stderr.isatty())
         print(f"{video}: {done['frames']} frames at {done['fps']:g} frames/s -> {done['mp4']}, {done['jsonl']}")
     if images:
+        if args.box and args.boxes:
+            raise DeepPoseError(args.boxes, "give --box (every image) or --boxes (one per image), not both")
         n, skipped = predict_files(predictor, images, args.out, _parse_box(args.box) if args.box else None,
-                                   args.min_confidence, args.skip_bad)
+                                   args.min_confidence, args.skip_bad, read_boxes(args.boxes) if args.boxes else None)
         for path in skipped:
             print(f"skipped {path} (not an image OpenCV decodes)")
         print(f"wrote {n} predictions ({2 * n} files) to {args.out}" + (f"; skipped {len(skipped)} files"

@@ -107,10 +107,14 @@ def _add_predict_command(sub: argparse._SubParsersAction) -> None:
                     help="images, folders of images, videos (.mp4, .avi, .mov, .mkv, .webm), a stream URL or a "
                          "camera index")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--box", help="person box x,y,w,h in pixels (default: the person is found)")
+    pr.add_argument("--box", help="person box x,y,w,h in pixels from the top-left corner, for every image (default: "
+                                  "the person is found)")
     _model_arguments(pr)
     pr.add_argument("--min-confidence", type=float, default=0.0,
                     help="draw only joints whose confidence reaches this (the JSON keeps them all)")
+    pr.add_argument("--boxes", help="a JSON file of one box per image: {\"photo.jpg\": [x, y, w, h], ...} (keys: "
+                                    "the path given, the path relative to the inputs, or the file name); the other "
+                                    "images are found")
     pr.add_argument("--skip-bad", action="store_true", help="skip (and list) images that cannot be decoded instead "
                                                              "of stopping at the first")
     pr.add_argument("--no-smooth", action="store_true", help="video: leave the joints unfiltered (default: One-Euro, "

@@ -3,6 +3,7 @@ image, never over an input and never two outputs on one name."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +110,28 @@ def describe(path: Path, result: Prediction) -> str:
     return f"{path}: nobody found (person_score {result.person_score:.2f}); joints written with low confidence"
 
 
+def read_boxes(path: str | Path) -> dict[str, list[float]]:
+    """A boxes file: a JSON object from image (its path as given, its path relative to the inputs, or its file
+    name) to its person box [x, y, w, h]; DeepPoseError naming the file when it is not one."""
+    path = Path(path)
+    try:
+        boxes = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(boxes, dict):
+            raise ValueError("not an object")
+        for name, box in boxes.items():
+            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+                raise ValueError(f"{name!r}: expected [x, y, w, h], got {box!r}")
+    except (OSError, ValueError) as exc:
+        raise DeepPoseError(path, f"not a boxes file ({exc})") from None
+    return boxes
+
+
 def predict_files(predictor: Predictor, inputs: list[str | Path], out: str | Path, box: np.ndarray | None = None,
-                  min_confidence: float = 0.0, skip_bad: bool = False) -> tuple[int, list[Path]]:
+                  min_confidence: float = 0.0, skip_bad: bool = False, boxes: dict[str, list[float]] | None = None
+                  ) -> tuple[int, list[Path]]:
     """Predict every image of `inputs` (files or folders) into `out` (see `Job`), one image in memory at a time,
-    each file written whole or not at all, a line per image. A bad image stops the run (DeepPoseError naming it;
+    each file written whole or not at all, a line per image. `box` applies to every image; `boxes` (`read_boxes`)
+    gives some images their own, the others are found. A bad image stops the run (DeepPoseError naming it;
     what was written before stays) unless `skip_bad`. Nothing is written before the plan is checked.
 
     Returns:
@@ -128,7 +147,9 @@ def predict_files(predictor: Predictor, inputs: list[str | Path], out: str | Pat
                 raise
             skipped.append(path)
             continue
-        result = predictor.predict(image, box)
+        own = None if boxes is None else next((boxes[k] for k in (str(path), key.as_posix(), path.name) if k in boxes),
+                                              None)
+        result = predictor.predict(image, own if own is not None else box)
         json_path, picture_path = job.outputs(out, key)
         write_json(json_path, {"image": str(path), **prediction_record(result, predictor, image)})
         save_image(picture_path, prediction_picture(image, result, predictor.skeleton, min_confidence))
