@@ -212,3 +212,11 @@ def test_predict_takes_one_box_per_image_from_a_file(tiny_checkpoint, synthetic_
     assert main(["predict", str(folder), *ck, "--out", str(tmp_path / "o2"), *bad]) == 2
     assert "bad.json: not a boxes file ('a.png': expected [x, y, w, h]" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_predict_keeps_a_linked_image_in_its_place(tiny_checkpoint, synthetic_root, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "linked.png").symlink_to(synthetic_root / "images" / "test_00002.png")
+    assert main(["predict", str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "linked.png.json").is_file() and (folder / "linked.png").is_symlink()

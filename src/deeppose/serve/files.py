@@ -64,8 +64,9 @@ def plan_job(inputs: list[str | Path], out: str | Path) -> Job:
             raise DeepPoseError(item, "no such image or folder")
     if not images:
         raise DeepPoseError(inputs[0] if inputs else None, "no images found")
-    base = Path(os.path.commonpath([str(r.resolve()) for r in roots]))
-    keys = [p.resolve().relative_to(base) for p in images]
+    # absolute, links not followed: an image that links elsewhere keeps its place among the inputs
+    base = Path(os.path.commonpath([os.path.abspath(r) for r in roots]))
+    keys = [Path(os.path.abspath(p)).relative_to(base) for p in images]
     job = Job(images, keys, skipped)
     inputs_resolved = {p.resolve() for p in images}
     for key in keys:
