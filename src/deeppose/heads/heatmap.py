@@ -19,7 +19,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.geometry import cell_centres, crop_pixel_to_normalized, normalize, own_joint
 from deeppose.heads.base import HeadOutput
 from deeppose.heads.maps import gaussian_heatmaps
-from deeppose.heads.pyramid import PyramidHead, conv_bn_relu, pyramid_strides
+from deeppose.heads.pyramid import PyramidHead, conv_bn_relu
 
 if TYPE_CHECKING:
     from deeppose.config import HeatmapLossConfig, ModelConfig
@@ -163,9 +163,7 @@ class HeatmapHead(PyramidHead):
     def build(cls, backbone: nn.Module, num_joints: int, input_size: int, m: ModelConfig) -> HeatmapHead:
         """The heatmap head on the levels from `m.stride` to `m.top_stride`; with `m.refine`, the position
         refinement, which also crops the stride-4 level when the heatmaps are coarser."""
-        strides = pyramid_strides(m.stride, m.top_stride)
-        if m.top_stride < 32 and hasattr(backbone, "truncate"):
-            backbone.truncate(m.top_stride)
+        strides = cls.levels(backbone, m)
         fine = backbone.feature_channels(4) if m.refine and m.stride > 4 else 0
         return cls([backbone.feature_channels(s) for s in strides], num_joints, m.reduce, m.dropout, strides,
                     m.refine, fine)

@@ -59,10 +59,17 @@ class PyramidHead(Head):
         a backbone that can be cut short (`truncate`) loses the layers deeper than `m.top_stride`."""
         if m.refine:
             raise ValueError(f"position refinement (refine) needs the heatmap head, not {m.head!r}")
+        strides = cls.levels(backbone, m)
+        return cls([backbone.feature_channels(s) for s in strides], num_joints, m.reduce, m.dropout, strides)
+
+    @staticmethod
+    def levels(backbone: nn.Module, m: ModelConfig) -> tuple[int, ...]:
+        """The strides a pyramid head of `m` reads (`pyramid_strides`); a backbone that can be cut short
+        (`truncate`) loses its layers deeper than `m.top_stride`."""
         strides = pyramid_strides(m.stride, m.top_stride)
         if m.top_stride < 32 and hasattr(backbone, "truncate"):
             backbone.truncate(m.top_stride)
-        return cls([backbone.feature_channels(s) for s in strides], num_joints, m.reduce, m.dropout, strides)
+        return strides
 
     def features(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         """The backbone levels the pyramid reads, shallowest first: [(B, C_l, H_l, W_l)]."""
