@@ -176,31 +176,32 @@ def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, cal
 def _export_pose(pose: nn.Module, meta: ModelMeta, out: Path, dataset: Any, n: int) -> Path:
     s = meta.input_size
     images = torch.randint(0, 256, (2, 3, s, s), dtype=torch.uint8)
-    inputs, names = (images,), ["images"]
-    if meta.kind == "cascade":
-        r = meta.cascade.source_size
-        inputs, names = (images, torch.randint(0, 256, (2, 3, r, r), dtype=torch.uint8)), ["images", "sources"]
-    fp32 = out if dataset is None else out.with_name(f".{out.stem}.fp32.onnx")
-    export_graph(PoseGraph(pose), inputs, names, ["joints", "confidence"], fp32)
-    if dataset is None:
-        return out
+    inputs, keys = (images,), {"images": "image"}
     source = meta.cascade.source_size if meta.kind == "cascade" else None
-    crops = CropDataset(_subset(dataset, n), s, source_size=source)
-    try:
-        return quantize(fp32, out, _Batches(crops, {"images": "image", **({"sources": "source"} if source else {})}))
-    finally:
-        fp32.unlink(missing_ok=True)
+    if source:
+        inputs, keys = (images, torch.randint(0, 256, (2, 3, source, source), dtype=torch.uint8)), \
+            {"images": "image", "sources": "source"}
+    crops = None if dataset is None else CropDataset(_subset(dataset, n), s, source_size=source)
+    return _export_part(PoseGraph(pose), inputs, keys, ["joints", "confidence"], out, crops)
 
 
 def _export_localizer(localizer: nn.Module, meta: ModelMeta, out: Path, dataset: Any, n: int) -> Path:
     s = meta.input_size
-    fp32 = out if dataset is None else out.with_name(f".{out.stem}.fp32.onnx")
-    export_graph(LocalizerGraph(localizer), (torch.randint(0, 256, (2, 3, s, s), dtype=torch.uint8),), ["images"],
-                 ["joints", "presence_logit"], fp32)
-    if dataset is None:
+    views = None if dataset is None else WholeImageDataset(_subset(dataset, n), s)
+    return _export_part(LocalizerGraph(localizer), (torch.randint(0, 256, (2, 3, s, s), dtype=torch.uint8),),
+                        {"images": "image"}, ["joints", "presence_logit"], out, views)
+
+
+def _export_part(graph: nn.Module, inputs: tuple[torch.Tensor, ...], keys: dict[str, str], output_names: list[str],
+                 out: Path, calibration: torch.utils.data.Dataset | None) -> Path:
+    """Export one graph (inputs named by `keys`: graph input -> calibration item key) to `out`: as is, or, given
+    calibration items, through a temporary fp32 file quantized to int8."""
+    fp32 = out if calibration is None else out.with_name(f".{out.stem}.fp32.onnx")
+    export_graph(graph, inputs, list(keys), output_names, fp32)
+    if calibration is None:
         return out
     try:
-        return quantize(fp32, out, _Batches(WholeImageDataset(_subset(dataset, n), s), {"images": "image"}))
+        return quantize(fp32, out, _Batches(calibration, keys))
     finally:
         fp32.unlink(missing_ok=True)
 
