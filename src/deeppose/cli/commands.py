@@ -158,17 +158,12 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
     from deeppose.serve.predictor import Predictor
 
     checkpoint = args.checkpoint or default_model()
-    if Path(checkpoint).suffix in (".onnx", ".json"):  # an export runs on ONNX Runtime
-        if args.localizer:
-            raise DeepPoseError(args.localizer, "an ONNX export carries its localizer; --localizer takes checkpoints")
-        return Predictor.from_export(checkpoint, flip=args.flip, stages=args.stages, localize=not args.no_localize,
-                                     recrops=args.recrops, threads=args.threads)
-    if args.threads:
+    if args.threads:  # PyTorch's, for the process; an export's ONNX Runtime session takes its own
         import torch
 
         torch.set_num_threads(args.threads)
     return Predictor.from_checkpoint(checkpoint, flip=args.flip, stages=args.stages, localizer=args.localizer,
-                                     localize=not args.no_localize, recrops=args.recrops)
+                                     localize=not args.no_localize, recrops=args.recrops, threads=args.threads)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -140,15 +140,16 @@ class Predictor(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip: bool = False, stages: int | None = None,
-                        localizer: str | Path | None = None, localize: bool = True, recrops: int | None = None
-                        ) -> Predictor:
+                        localizer: str | Path | None = None, localize: bool = True, recrops: int | None = None,
+                        threads: int = 0) -> Predictor:
         """A Predictor from a checkpoint: a stage-1 model, a cascade, or a pipeline (localizer + pose model, the
         shipped default); `localizer` adds one from a localizer checkpoint or a pipeline's; `localize=False` leaves
-        it out. An ONNX export (`deeppose export`: the .onnx or its .json) runs on ONNX Runtime (`from_export`)."""
+        it out. An ONNX export (`deeppose export`: the .onnx or its .json) runs on ONNX Runtime (`from_export`,
+        `threads`)."""
         if Path(path).suffix in (".onnx", ".json"):
             if localizer is not None:
                 raise DeepPoseError(localizer, "an ONNX export carries its localizer; --localizer takes checkpoints")
-            return cls.from_export(path, flip, stages, localize, recrops)
+            return cls.from_export(path, flip, stages, localize, recrops, threads)
         model, meta = model_from_checkpoint(path)
         loc, loc_meta = None, None
         if meta.kind == "pipeline":
