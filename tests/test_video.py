@@ -73,3 +73,17 @@ def tiny_pipeline(tmp_path_factory):
     from fixtures import tiny_pipeline as build
 
     return build(tmp_path_factory.mktemp("pipe"))
+
+
+def test_a_box_carried_out_of_the_frame_is_looked_for_again(tiny_pipeline):
+    from dataclasses import replace
+
+    from deeppose.serve.predictor import Predictor
+    from deeppose.serve.video import track_frame
+
+    predictor = Predictor.from_checkpoint(tiny_pipeline)
+    frame = np.full((80, 96, 3), 40, np.uint8)
+    first = track_frame(predictor, frame, None)
+    gone = replace(first, joints=first.joints + 1000.0, person_found=True)  # the last pose far outside the frame
+    again = track_frame(predictor, frame, gone)
+    assert again.box_source == "found"

@@ -98,7 +98,10 @@ def track_frame(predictor: Predictor, frame: np.ndarray, previous: Prediction | 
     if previous is None or previous.person_found is False:
         return predictor.predict(frame)
     box = corner_box(person_box(previous.joints, predictor.box_rule.box_scale))
-    carried = predictor.predict(frame, box)
+    try:
+        carried = predictor.predict(frame, box)
+    except DeepPoseError:  # the carried box left the frame: look again
+        return predictor.predict(frame)
     if carried.person_score is not None and carried.person_score < FOUND_THRESHOLD:
         return predictor.predict(frame)  # lost: look again
     return replace(carried, box_source="tracked")
