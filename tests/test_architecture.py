@@ -11,7 +11,9 @@ BASE = {"errors", "paths", "files", "skeleton", "geometry", "visualize", "__init
 def layer(module: str) -> str:
     """The layer of a module `deeppose.x.y` (README, Architecture)."""
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("cli", "demo", "__main__"):
+    if len(parts) == 1:  # `from deeppose import __version__`: the package's __init__
+        return "base"
+    if parts[1] in ("cli", "demo", "__main__"):
         return "top"
     return "base" if parts[1] in BASE else parts[1]
 

@@ -176,7 +176,7 @@ def test_every_prediction_follows_the_versioned_schema(tiny_checkpoint, syntheti
     import jsonschema
 
     from deeppose import __version__
-    from deeppose.serve.files import SCHEMA, SCHEMA_VERSION
+    from deeppose.serve.records import SCHEMA, SCHEMA_VERSION
 
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)

@@ -49,7 +49,7 @@ def test_a_video_gives_a_line_per_frame_and_an_annotated_mp4(tmp_path, tiny_pipe
     assert {r["box_source"] for r in records} <= {"found", "tracked"}
     import jsonschema
 
-    from deeppose.serve.files import SCHEMA
+    from deeppose.serve.records import SCHEMA
 
     schema = json.loads(SCHEMA.read_text())
     for record in records:

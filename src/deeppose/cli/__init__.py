@@ -1,5 +1,5 @@
-"""The `deeppose` command line: `data check|synth`, `train`, `eval`, `predict`, `localizer`, `compare`, `export`,
-`ship`, `demo`.
+"""The `deeppose` command line: `data check|synth`, `train`, `eval`, `predict`, `serve`, `localizer`, `compare`,
+`export`, `ship`, `demo`.
 
 Bad input ends with one line `deeppose: error: <file>: <problem>` on stderr and exit code 2.
 """

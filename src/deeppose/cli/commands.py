@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from deeppose.errors import DeepPoseError
 
 if TYPE_CHECKING:
@@ -143,16 +141,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_box(text: str) -> np.ndarray:
-    try:
-        x, y, w, h = (float(v) for v in text.split(","))
-    except ValueError:
-        raise DeepPoseError(None, f"--box must be x,y,w,h (top-left corner, width, height), got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise DeepPoseError(None, f"--box width and height must be positive, got {text!r}")
-    return np.array([x, y, w, h])  # the API's convention too: from the top-left corner
-
-
 def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported lazily)
     from deeppose.paths import default_model
     from deeppose.serve.predictor import Predictor
@@ -168,6 +156,7 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.serve.files import predict_files, read_boxes
+    from deeppose.serve.images import parse_box
     from deeppose.serve.video import VIDEO_SUFFIXES, OneEuro, predict_video
 
     predictor = _predictor(args)
@@ -180,12 +169,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if images:
         if args.box and args.boxes:
             raise DeepPoseError(args.boxes, "give --box (every image) or --boxes (one per image), not both")
-        n, skipped = predict_files(predictor, images, args.out, _parse_box(args.box) if args.box else None,
+        n, skipped = predict_files(predictor, images, args.out, parse_box(args.box) if args.box else None,
                                    args.min_confidence, args.skip_bad, read_boxes(args.boxes) if args.boxes else None)
         for path in skipped:
             print(f"skipped {path} (not an image OpenCV decodes)")
         print(f"wrote {n} predictions ({2 * n} files) to {args.out}" + (f"; skipped {len(skipped)} files"
                                                                          if skipped else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
+    from deeppose.paths import default_model
+    from deeppose.serve.server import ServerLimits, serve
+
+    try:
+        limits = ServerLimits(args.max_upload_mb, args.max_megapixels, args.timeout, args.workers, args.queue)
+    except ValueError as exc:
+        raise DeepPoseError(None, str(exc)) from None
+    try:  # before the model loads: a port in use is one line, not a traceback after start-up
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        raise DeepPoseError(f"{args.host}:{args.port}", f"cannot listen there ({exc.strerror or exc})") from None
+    predictor = _predictor(args)
+    serve(predictor, args.host, args.port, limits, Path(args.checkpoint or default_model()).name)
     return 0
 
 

@@ -17,6 +17,7 @@ from deeppose.cli.commands import (
     cmd_localizer_train,
     cmd_localizer_tune,
     cmd_predict,
+    cmd_serve,
     cmd_ship,
     cmd_train,
 )
@@ -123,6 +124,25 @@ def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=cmd_predict)
 
 
+def _add_serve_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose serve`."""
+    sv = sub.add_parser("serve", help="serve the model over HTTP: a web page at /, POST /v1/pose (multipart "
+                                      "'image', optional 'box'), GET /healthz")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                        "only; 0.0.0.0 for every interface)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    _model_arguments(sv)
+    sv.add_argument("--workers", type=int, default=1, help="predictions run at once (default 1; each uses "
+                                                           "--threads)")
+    sv.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker; beyond, 503 with "
+                                                         "Retry-After (default 8)")
+    sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB (default 20)")
+    sv.add_argument("--max-megapixels", type=float, default=40.0, help="largest image (default 40)")
+    sv.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, queue included "
+                                                                "(default 30; 504 beyond)")
+    sv.set_defaults(func=cmd_serve)
+
+
 def _add_localizer_command(sub: argparse._SubParsersAction) -> None:
     """`deeppose localizer`."""
     loc = sub.add_parser("localizer", help="the person localizer: train it on whole photos, calibrate its score")
@@ -208,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deeppose {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data_command, _add_train_command, _add_eval_command, _add_predict_command,
-                _add_localizer_command, _add_compare_command, _add_ship_command, _add_export_command,
-                _add_demo_command):
+                _add_serve_command, _add_localizer_command, _add_compare_command, _add_ship_command,
+                _add_export_command, _add_demo_command):
         add(sub)
     return parser

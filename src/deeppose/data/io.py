@@ -18,10 +18,16 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DeepPoseError(path, "image file not found")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), path)
+
+
+def decode_image(data: bytes | np.ndarray, name: str | Path | None = None) -> np.ndarray:
+    """Decode an encoded image (the bytes of a file: any format OpenCV reads, EXIF orientation applied) as
+    (H, W, 3) uint8 RGB; DeepPoseError naming `name` if it cannot be decoded."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
     if image is None:
-        raise DeepPoseError(path, "corrupt or unsupported image (could not decode)")
+        raise DeepPoseError(name, "corrupt or unsupported image (could not decode)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

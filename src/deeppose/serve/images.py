@@ -1,4 +1,5 @@
-"""What the Python API accepts as an image: RGB uint8 (H, W, 3) arrays, and the usual other forms converted.
+"""What the Python API accepts as an image (RGB uint8 (H, W, 3) arrays, and the usual other forms converted) and
+what the command line and the server accept as a box (x,y,w,h text).
 
 BGR cannot be told from RGB by looking at an array: arrays are taken as RGB (OpenCV's `cv2.imread` gives BGR;
 `Predictor.predict_file` reads files as RGB and spares the question).
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from deeppose.errors import DeepPoseError
 
 
 def as_rgb(image: Any) -> np.ndarray:
@@ -32,3 +35,16 @@ def as_rgb(image: Any) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         raise ValueError(f"expected an RGB image as a (H, W, 3) uint8 array, got shape {image.shape}")
     return image
+
+
+def parse_box(text: str, what: str = "--box") -> np.ndarray:
+    """A person box from text, "x,y,w,h" or "[x, y, w, h]" (pixels, from the top-left corner), as a (4,) array;
+    DeepPoseError saying what `what` (the option or field) expects when it is not 4 finite numbers with positive
+    width and height."""
+    try:
+        x, y, w, h = (float(v) for v in text.strip().removeprefix("[").removesuffix("]").split(","))
+    except ValueError:
+        raise DeepPoseError(None, f"{what} must be x,y,w,h (top-left corner, width, height), got {text!r}") from None
+    if not np.isfinite([x, y, w, h]).all() or w <= 0 or h <= 0:
+        raise DeepPoseError(None, f"{what} must be finite with positive width and height, got {text!r}")
+    return np.array([x, y, w, h])

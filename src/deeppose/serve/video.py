@@ -25,9 +25,9 @@ from tqdm import tqdm
 from deeppose.errors import DeepPoseError
 from deeppose.files import atomic_write
 from deeppose.geometry import corner_box
-from deeppose.serve.files import prediction_picture, prediction_record
 from deeppose.serve.localize import FOUND_THRESHOLD, person_box
 from deeppose.serve.predictor import Prediction, Predictor
+from deeppose.serve.records import prediction_picture, prediction_record
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
