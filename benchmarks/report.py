@@ -219,6 +219,16 @@ def _end_to_end_lines(r: dict) -> list[str]:
             f"{v['video_frames_per_s']:.1f} | {v['start_and_one_photo_s']:.2f} |" for name, v in r["results"].items()]
 
 
+def _serve_lines(r: dict) -> list[str]:
+    server, memory = r["server"], r["memory_mib"]
+    setup = f"{server['workers']} worker(s) × {server['threads']} thread(s), queue {server['queue']}"
+    dash = lambda v: "–" if v is None else f"{v:g}"  # noqa: E731
+    return [f"| `{r['benchmark']}` | {setup} | {photos} | {row['concurrency']} | {row['requests']} | "
+            f"{row['answered_right']} | {row['busy_503']} | {row['other_count']} | {dash(row['p50_ms'])} | "
+            f"{dash(row['p95_ms'])} | {row['throughput_per_s']:.1f} | {memory['after_start']:.0f} / "
+            f"{memory['peak']:.0f} |" for photos, rows in r["results"].items() for row in rows]
+
+
 # sections made by `_result_section`: result-file prefix -> (title, description, columns, a result's table lines)
 RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], list[str]]]] = {
     "peers_speed": (
@@ -233,6 +243,16 @@ RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], lis
         "person found, a JSON and a PNG written per photo) and a 100-frame 640 × 480 video (the person tracked, an "
         "annotated MP4 and a JSON line per frame).",
         ("run", "system", "threads", "photos / s", "video frames / s", "start-up + 1 photo s"), _end_to_end_lines),
+    "serve_load": (
+        "`deeppose serve` under load on loopback",
+        "The real server with the shipped ONNX model; client threads on the same 2 cores POST photos to /v1/pose, a "
+        "bounded number of requests per level. Every answer is checked against the idle server's answer for the "
+        "same photo (right), a refusal must be 503 with Retry-After (busy); \"other\" counts lost or wrong "
+        "answers and other statuses. The last level of each set sends three times what the queue holds at once. "
+        "Latency percentiles over the answered requests; memory: the server's resident MiB after start-up / at its "
+        "peak (VmHWM).",
+        ("run", "server", "photos", "clients", "requests", "right", "busy 503", "other", "p50 ms", "p95 ms",
+         "answers / s", "memory MiB"), _serve_lines),
 }
 
 
