@@ -220,3 +220,39 @@ def test_predict_keeps_a_linked_image_in_its_place(tiny_checkpoint, synthetic_ro
     (folder / "linked.png").symlink_to(synthetic_root / "images" / "test_00002.png")
     assert main(["predict", str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "linked.png.json").is_file() and (folder / "linked.png").is_symlink()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_before_any_prediction(tiny_checkpoint, synthetic_root,
+                                                                                tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    image = synthetic_root / "images" / "test_00000.png"
+    for command in (["predict", str(image)], ["eval", "--dataset", "synthetic", "--root", str(synthetic_root)]):
+        assert main([*command, "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "a_file" / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"deeppose: error: {tmp_path / 'a_file' / 'out'}: --out cannot be written (")
+        assert "\n" not in err, command
+
+
+def test_a_full_disk_mid_run_is_one_line_and_leaves_whole_files(tiny_checkpoint, synthetic_root, tmp_path, capsys,
+                                                                monkeypatch):
+    import errno
+
+    from deeppose.serve import files
+
+    saved = []
+
+    def save_image(path, image):  # the second picture meets a full disk
+        if saved:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        saved.append(path)
+        return real(path, image)
+
+    real = files.save_image
+    monkeypatch.setattr(files, "save_image", save_image)
+    images = [str(synthetic_root / "images" / f"test_0000{i}.png") for i in range(3)]
+    assert main(["predict", *images, "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"deeppose: error: {tmp_path / 'o' / 'test_00001.png.pose.png'}: No space left on device"
+    written = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert written == ["test_00000.png.json", "test_00000.png.pose.png", "test_00001.png.json"]
+    assert json.loads((tmp_path / "o" / "test_00001.png.json").read_text())["joints"]  # whole, not torn

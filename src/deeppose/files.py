@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from deeppose.errors import DeepPoseError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
@@ -41,3 +44,20 @@ def write_json(path: str | Path, data: Any) -> Path:
 def copy_file(src: str | Path, dst: str | Path) -> Path:
     """Copy a file atomically (e.g. last.pt -> best.pt)."""
     return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def writable_folder(path: str | Path, what: str = "--out") -> Path:
+    """The output folder `path`, created (with its parents) and shown writable by writing and removing a probe
+    file in it, before any long work; DeepPoseError naming it, in one line, when it is a file, cannot be created or
+    cannot be written (a read-only filesystem, permissions)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DeepPoseError(path, f"{what} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".deeppose-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DeepPoseError(path, f"{what} cannot be written ({exc.strerror or exc})") from None
+    return path

@@ -1,7 +1,8 @@
 """The `deeppose` command line: `data check|synth`, `train`, `eval`, `predict`, `serve`, `localizer`, `compare`,
 `export`, `ship`, `demo`.
 
-Bad input ends with one line `deeppose: error: <file>: <problem>` on stderr and exit code 2.
+Bad input, and a filesystem error met on the way, end with one line `deeppose: error: <file>: <problem>` on stderr
+and exit code 2.
 """
 
 from __future__ import annotations
@@ -20,5 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except DeepPoseError as err:
         print(f"deeppose: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:  # a filesystem error met mid-run (a full disk, a folder gone): one line, the file named
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"deeppose: error: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deeppose.errors import DeepPoseError
+from deeppose.files import writable_folder
 
 if TYPE_CHECKING:
     from deeppose.config import TrainConfig
@@ -135,6 +136,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     predictor = _predictor(args)
     modes = box_sources(args.boxes, predictor, args.checkpoint)
     dataset = load_dataset(args.dataset, Path(args.root) if args.root else data_root() / args.dataset, args.split)
+    writable_folder(args.out)  # before the long run, not after it
     name = Path(args.checkpoint or "default").stem + (" + flip" if args.flip else "")
     evaluate(predictor, dataset, modes, args.out, name, {"checkpoint": str(args.checkpoint or "default"),
                                                          "flip_test": args.flip}, args.batch_size, sys.stderr.isatty())
@@ -155,22 +157,25 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from deeppose.serve.files import predict_files, read_boxes
+    from deeppose.serve.files import plan_job, predict_files, read_boxes
     from deeppose.serve.images import parse_box
     from deeppose.serve.video import VIDEO_SUFFIXES, OneEuro, predict_video
 
-    predictor = _predictor(args)
     videos = [i for i in args.inputs if i.isdigit() or "://" in i or Path(i).suffix.lower() in VIDEO_SUFFIXES]
     images = [i for i in args.inputs if i not in videos]
+    if args.box and args.boxes:
+        raise DeepPoseError(args.boxes, "give --box (every image) or --boxes (one per image), not both")
+    # the inputs and options checked before the model loads, the output folder before any prediction
+    job = plan_job(images, args.out) if images else None
+    box, boxes = parse_box(args.box) if args.box else None, read_boxes(args.boxes) if args.boxes else None
+    predictor = _predictor(args)
+    writable_folder(args.out)
     for video in videos:
         done = predict_video(predictor, int(video) if video.isdigit() else video, args.out,
                              None if args.no_smooth else OneEuro(), args.max_frames, progress=sys.stderr.isatty())
         print(f"{video}: {done['frames']} frames at {done['fps']:g} frames/s -> {done['mp4']}, {done['jsonl']}")
-    if images:
-        if args.box and args.boxes:
-            raise DeepPoseError(args.boxes, "give --box (every image) or --boxes (one per image), not both")
-        n, skipped = predict_files(predictor, images, args.out, parse_box(args.box) if args.box else None,
-                                   args.min_confidence, args.skip_bad, read_boxes(args.boxes) if args.boxes else None)
+    if job is not None:
+        n, skipped = predict_files(predictor, images, args.out, box, args.min_confidence, args.skip_bad, boxes, job)
         for path in skipped:
             print(f"skipped {path} (not an image OpenCV decodes)")
         print(f"wrote {n} predictions ({2 * n} files) to {args.out}" + (f"; skipped {len(skipped)} files"

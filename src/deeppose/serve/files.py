@@ -100,17 +100,18 @@ def read_boxes(path: str | Path) -> dict[str, list[float]]:
 
 
 def predict_files(predictor: Predictor, inputs: list[str | Path], out: str | Path, box: np.ndarray | None = None,
-                  min_confidence: float = 0.0, skip_bad: bool = False, boxes: dict[str, list[float]] | None = None
-                  ) -> tuple[int, list[Path]]:
+                  min_confidence: float = 0.0, skip_bad: bool = False, boxes: dict[str, list[float]] | None = None,
+                  job: Job | None = None) -> tuple[int, list[Path]]:
     """Predict every image of `inputs` (files or folders) into `out` (see `Job`), one image in memory at a time,
     each file written whole or not at all, a line per image. `box` applies to every image; `boxes` (`read_boxes`)
     gives some images their own, the others are found. A bad image stops the run (DeepPoseError naming it;
-    what was written before stays) unless `skip_bad`. Nothing is written before the plan is checked.
+    what was written before stays) unless `skip_bad`. Nothing is written before the plan is checked (`job`: one
+    `plan_job(inputs, out)` already made, e.g. before loading the model).
 
     Returns:
         (images predicted, files skipped: a folder's non-images and, with `skip_bad`, the undecodable ones).
     """
-    job = plan_job(inputs, out)
+    job = job or plan_job(inputs, out)
     out, skipped, done = Path(out), list(job.skipped), 0
     for path, key in zip(job.images, job.keys):
         try:
