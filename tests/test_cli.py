@@ -256,3 +256,17 @@ def test_a_full_disk_mid_run_is_one_line_and_leaves_whole_files(tiny_checkpoint,
     written = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert written == ["test_00000.png.json", "test_00000.png.pose.png", "test_00001.png.json"]
     assert json.loads((tmp_path / "o" / "test_00001.png.json").read_text())["joints"]  # whole, not torn
+
+
+def test_the_output_check_leaves_nothing_behind(tmp_path):
+    from deeppose.errors import DeepPoseError
+    from deeppose.files import writable_folder
+
+    assert writable_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert list(tmp_path.iterdir()) == []  # made, probed and removed again: a run that fails leaves no folder
+    (tmp_path / "kept").mkdir()
+    writable_folder(tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DeepPoseError, match="is a file"):
+        writable_folder(tmp_path / "f")

@@ -47,12 +47,14 @@ def copy_file(src: str | Path, dst: str | Path) -> Path:
 
 
 def writable_folder(path: str | Path, what: str = "--out") -> Path:
-    """The output folder `path`, created (with its parents) and shown writable by writing and removing a probe
-    file in it, before any long work; DeepPoseError naming it, in one line, when it is a file, cannot be created or
-    cannot be written (a read-only filesystem, permissions)."""
+    """Show, before any long work, that the output folder `path` can be made and written: its missing folders are
+    made, a probe file written and removed in it, then the folders it made removed again (a run that fails later
+    leaves nothing behind; the writers make them as they need). DeepPoseError naming it, in one line, when it is a
+    file, cannot be created or cannot be written (a read-only filesystem, permissions)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise DeepPoseError(path, f"{what} is a file; give a folder")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".deeppose-probe-")
@@ -60,4 +62,10 @@ def writable_folder(path: str | Path, what: str = "--out") -> Path:
         os.unlink(probe)
     except OSError as exc:
         raise DeepPoseError(path, f"{what} cannot be written ({exc.strerror or exc})") from None
+    finally:
+        for folder in missing:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return path

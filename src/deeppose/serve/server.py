@@ -18,7 +18,8 @@ import concurrent.futures
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Any
@@ -187,10 +188,15 @@ def create_app(predictor: Predictor, limits: ServerLimits | None = None, model_n
     admission = Admission(limits.workers, limits.queue)
     page = files("deeppose.serve").joinpath("static/index.html").read_text(encoding="utf-8")
     info = model_info(predictor, model_name, limits)
-    app = FastAPI(title="deeppose", version=__version__, docs_url="/docs", redoc_url=None,
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        admission.shutdown()
+
+    app = FastAPI(title="deeppose", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan,
                   description="Human pose estimation by coordinate regression: one person's joints in a photo.")
     app.state.predictor, app.state.admission = predictor, admission
-    app.router.add_event_handler("shutdown", admission.shutdown)
 
     _answer_errors_in_json(app)
 
@@ -212,10 +218,9 @@ def create_app(predictor: Predictor, limits: ServerLimits | None = None, model_n
                                int(limits.max_upload_mb * MB))
         parts = parse_multipart(body, request.headers.get("content-type"))
         upload, box = image_part(parts), box_field(parts)
-        name = upload.filename or "upload"
-        check_header(bytes(upload.data), limits.max_megapixels, name)
-        future = admission.submit(lambda: predict_upload(predictor, bytes(upload.data), name, box,
-                                                         limits.max_megapixels))
+        name, data = upload.filename or "upload", bytes(upload.data)
+        check_header(data, limits.max_megapixels, name)
+        future = admission.submit(lambda: predict_upload(predictor, data, name, box, limits.max_megapixels))
         if future is None:
             wait = admission.retry_after()
             raise RequestError(503, f"busy: {admission.capacity} requests are running or waiting; retry in {wait} s",
