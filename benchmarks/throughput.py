@@ -20,7 +20,7 @@ from deeppose.data.torch_dataset import CropDataset
 from deeppose.heads.base import head_output
 from deeppose.heads.losses import masked_mean
 from deeppose.train.builders import build_datasets, build_model, make_objective, make_optimizer
-from deeppose.train.loop import EpochSampler
+from deeppose.train.run import EpochSampler
 
 
 def step(model, opt, objective, batch, channels_last: bool) -> None:  # noqa: ANN001

@@ -107,6 +107,8 @@ class OptimConfig:
         warmup_steps: linear warm-up length (adamw).
         min_lr_ratio: the cosine decays to lr * min_lr_ratio.
         grad_clip: max gradient norm (0: off).
+        lr_scaling: with N processes (torchrun) each takes `batch_size` images per step, so the effective batch is
+            N x batch_size; lr is scaled by "linear" (x N, Goyal et al. 2017), "sqrt" (x sqrt N) or "none".
     """
 
     name: str = "adamw"
@@ -116,6 +118,7 @@ class OptimConfig:
     warmup_steps: int = 300
     min_lr_ratio: float = 0.01
     grad_clip: float = 0.0
+    lr_scaling: str = "linear"
 
 
 @dataclass
@@ -178,6 +181,9 @@ class TrainConfig:
         checkpoint_minutes: also checkpoint inside an epoch this often, so a killed run loses little.
         val_alpha: PCK threshold used to pick the best checkpoint.
         cascade: refinement stages on top of the stage-1 regressor (model/optim/loss/epochs above).
+        device: "auto" (a GPU when torch sees one, else the CPU), "cpu" or "cuda".
+        precision: "auto" (bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on the
+            CPU), "fp32", "bf16" or "fp16".
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -192,6 +198,8 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     val_alpha: float = 0.2
     seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

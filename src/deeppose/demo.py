@@ -31,6 +31,7 @@ from deeppose.files import write_json
 from deeppose.geometry import corner_box
 from deeppose.serve.batch import predict_dataset
 from deeppose.serve.predictor import Prediction, Predictor
+from deeppose.train import distributed
 from deeppose.train.loop import fit
 from deeppose.visualize import contact_sheet, draw_box, draw_pose, save_image
 
@@ -60,14 +61,21 @@ def run_demo(out: str | Path, epochs: int = 30, seed: int = 0, input_size: int =
     """
     out = Path(out)
     data = out / "data"
-    if not (data / "synthetic" / "annotations.json").is_file():
-        write_synthetic(data / "synthetic", {"train": n_train, "test": n_test}, seed=seed, size=128,
-                        progress=progress)
-    if (out / "run").exists():  # the demo owns its run folder: a new demo is a new run
-        shutil.rmtree(out / "run")
+
+    def prepare() -> None:  # under torchrun, rank 0 writes the data while the others wait
+        if not (data / "synthetic" / "annotations.json").is_file():
+            write_synthetic(data / "synthetic", {"train": n_train, "test": n_test}, seed=seed, size=128,
+                            progress=progress)
+        if (out / "run").exists():  # the demo owns its run folder: a new demo is a new run
+            shutil.rmtree(out / "run")
+
+    w = distributed.world()
+    distributed.on_main(w, prepare)
     cfg = load_config(None, DEMO_OVERRIDES + [f"data.root={data}", f"data.input_size={input_size}",
                                               f"epochs={epochs}", f"seed={seed}"])
     result = fit(cfg, out / "run", progress=progress)
+    if not w.is_main:  # rank 0 evaluates and reports
+        return {}
     test = load_synthetic(data / "synthetic", "test")
     pred = Predictor.from_checkpoint(result.best).predict_dataset(test, progress=progress)
     train = load_synthetic(data / "synthetic", "train")

@@ -16,20 +16,36 @@ from typing import Any
 from deeppose.errors import DeepPoseError
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool = False) -> Path:
     """Call `write(tmp)` on a temporary path beside `path` (same folder, same suffix), then rename it over `path`.
 
-    The parent folder is created; on an error the temporary file is removed and `path` is left as it was.
+    The parent folder is created; on an error the temporary file is removed and `path` is left as it was. A
+    process killed mid-write (kill -9) leaves `path` whole too: only the temporary file is torn, and the next
+    write replaces it. `durable`: the file's bytes, then the rename, are flushed to disk (fsync) before
+    returning, so a power cut cannot leave `path` empty (checkpoints).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         write(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') bytes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -41,9 +57,9 @@ def write_json(path: str | Path, data: Any) -> Path:
     return atomic_write(path, dump)
 
 
-def copy_file(src: str | Path, dst: str | Path) -> Path:
-    """Copy a file atomically (e.g. last.pt -> best.pt)."""
-    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+def copy_file(src: str | Path, dst: str | Path, durable: bool = False) -> Path:
+    """Copy a file atomically (e.g. last.pt -> best.pt); `durable`: see `atomic_write`."""
+    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp), durable)
 
 
 def writable_folder(path: str | Path, what: str = "--out") -> Path:

@@ -121,7 +121,10 @@ def _budgeted(cfg: TrainConfig, out: Path, minutes: float, resume: bool) -> Trai
             raise DeepPoseError(saved, f"not a run config with its epochs ({type(exc).__name__}: {exc})") from None
         print(f"budget: {epochs:g} epochs, as planned when the run started")
     else:
-        plan = plan_epochs(cfg, minutes, out)
+        from deeppose.train import distributed
+
+        # under torchrun rank 0 probes (one process's speed) and every process takes its plan
+        plan = distributed.on_main(distributed.world(), lambda: plan_epochs(cfg, minutes, out))
         epochs = plan["epochs"]
         print(f"budget: {epochs:g} epochs of {plan['n_train']} images fit {minutes:g} minutes at "
               f"{plan['probe_images_per_s']:g} images/s (probe; other processes: {plan['other_cores']:g} cores)")

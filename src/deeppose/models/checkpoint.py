@@ -49,7 +49,7 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: Mod
     """Write weights, metadata and their checksum (and `extra` entries) atomically."""
     payload = {"format_version": FORMAT_VERSION, "model": state, "meta": meta_to_dict(meta),
                "weights_sha256": state_dict_sha256(state), **extra}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp), durable=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -37,8 +37,10 @@ from deeppose.models.cascade import Cascade, box_crops, refinement_stage, refine
 from deeppose.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, ship_checkpoint
 from deeppose.models.meta import CascadeGeometry, ModelMeta
 from deeppose.skeleton import SKELETONS, Skeleton, get_skeleton
+from deeppose.train import distributed
 from deeppose.train.builders import architecture, build_datasets, build_network, loss_mask, make_objective
-from deeppose.train.loop import StageTask, fit
+from deeppose.train.loop import fit
+from deeppose.train.run import StageTask
 from deeppose.train.simulation import DisplacementStats, fit_displacements, simulated_boxes
 
 
@@ -238,13 +240,14 @@ def train_cascade(cfg: TrainConfig, out: str | Path, resume: bool = False, upto_
     if unknown := [name for name in c.joints if name not in known]:
         raise DeepPoseError(None, f"config cascade.joints: no skeleton has a joint named {', '.join(unknown)}")
     out.mkdir(parents=True, exist_ok=True)
+    w = distributed.world()  # under torchrun: every process trains, rank 0 writes (the others wait for it)
     stage1_path = Path(c.stage1) if c.stage1 else out / "stage1" / "best.pt"
     if not c.stage1 and not (out / "cascade_s1.pt").is_file():
         s1 = out / "stage1"
         result = fit(cfg, s1, resume=resume and (s1 / "last.pt").is_file(), progress=progress)
         if result.best is None:
             raise DeepPoseError(s1, "stage 1 ended without a validated checkpoint (best.pt); train longer")
-        ship_checkpoint(result.best, out / "cascade_s1.pt", half=False)
+        distributed.on_main(w, lambda: ship_checkpoint(result.best, out / "cascade_s1.pt", half=False))
     if not c.stage1:
         stage1_path = out / "cascade_s1.pt"
     cascade, meta = as_cascade(stage1_path, cfg)
@@ -255,17 +258,17 @@ def train_cascade(cfg: TrainConfig, out: str | Path, resume: bool = False, upto_
             cascade, meta = as_cascade(done, cfg)
             val_pck.append(meta.refiners[-1].provenance.get("best_val_pck"))
             continue
-        stats = displacement_stats(cascade, cfg, out, s, progress)
+        stats = distributed.on_main(w, partial(displacement_stats, cascade, cfg, out, s, progress))
         stage_dir = out / f"stage{s}"
         result = fit(stage_config(cfg), stage_dir, resume=resume and (stage_dir / "last.pt").is_file(),
                      progress=progress, make_task=partial(refinement_task, previous=cascade, stats=stats, stage=s))
         if result.best is None:
             raise DeepPoseError(stage_dir, f"stage {s} ended without a validated checkpoint (best.pt); train longer")
         cascade, meta = assemble(cascade, meta, result.best, cfg)
-        save_checkpoint(done, cascade, meta)
+        distributed.on_main(w, partial(save_checkpoint, done, cascade, meta))
         val_pck.append(meta.refiners[-1].provenance.get("best_val_pck"))
         print(f"stage {s}: validation PCK@{cfg.val_alpha:g} {val_pck[-2]:.4f} -> {val_pck[-1]:.4f}", flush=True)
     newest = out / f"cascade_s{cascade.num_stages}.pt" if cascade.num_stages > 1 else stage1_path
     if cascade.num_stages == c.stages:
-        copy_file(newest, out / "cascade.pt")
+        distributed.on_main(w, partial(copy_file, newest, out / "cascade.pt"))
     return {"stages": cascade.num_stages, "cascade": str(newest), "val_pck": val_pck}

@@ -46,6 +46,7 @@ from deeppose.models.meta import ModelMeta
 from deeppose.paths import data_root
 from deeppose.serve.predictor import Predictor
 from deeppose.skeleton import get_skeleton
+from deeppose.train import distributed
 from deeppose.train.budget import plan_epochs
 from deeppose.train.builders import architecture, build_network
 from deeppose.train.cascade import cascade_meta, refined_joints, train_cascade
@@ -117,14 +118,18 @@ def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress:
     if result_path.is_file():
         return json.loads(result_path.read_text())
     plan_path = run / "plan.json"
-    if spec.epochs is not None:
-        plan = {"epochs": spec.epochs, "fixed": True}
-    elif plan_path.is_file():
-        plan = json.loads(plan_path.read_text())
-    else:
-        plan = plan_epochs(load_config(spec.base, entry.overrides), spec.budget_minutes, run, spec.busy_limit)
-        run.mkdir(parents=True, exist_ok=True)
-        write_json(plan_path, plan)
+    w = distributed.world()  # under torchrun: every process trains, rank 0 plans, scores and writes
+
+    def make_plan() -> dict[str, Any]:
+        if spec.epochs is not None:
+            return {"epochs": spec.epochs, "fixed": True}
+        if plan_path.is_file():
+            return json.loads(plan_path.read_text())
+        planned = plan_epochs(load_config(spec.base, entry.overrides), spec.budget_minutes, run, spec.busy_limit)
+        write_json(plan_path, planned)
+        return planned
+
+    plan = distributed.on_main(w, make_plan)
     # the budget is the planned epochs; max_minutes only stops a run gone wrong (a busy machine slows a run down
     # but does not cut it short)
     cfg = load_config(spec.base, [*entry.overrides, f"epochs={plan['epochs']}",
@@ -133,11 +138,16 @@ def stage1_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress:
     result = fit(cfg, stage1, resume=(stage1 / "last.pt").is_file(), progress=progress)  # a finished run returns
     if result.best is None:
         raise DeepPoseError(stage1, "training ended without a validated checkpoint (best.pt)")
-    row = {"name": entry.name, "label": entry.label, "overrides": entry.overrides,
-           "budget_minutes": spec.budget_minutes, "plan": plan, "train_minutes": round(result.train_seconds / 60, 1),
-           "best_val_pck": result.best_val_pck, "stage1": score_row(result.best, test, spec.threads, progress)}
-    write_json(result_path, row)
-    return row
+
+    def score() -> dict[str, Any]:
+        row = {"name": entry.name, "label": entry.label, "overrides": entry.overrides,
+               "budget_minutes": spec.budget_minutes, "plan": plan,
+               "train_minutes": round(result.train_seconds / 60, 1), "best_val_pck": result.best_val_pck,
+               "stage1": score_row(result.best, test, spec.threads, progress)}
+        write_json(result_path, row)
+        return row
+
+    return distributed.on_main(w, score)
 
 
 def cascade_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress: bool = True) -> dict[str, Any]:
@@ -150,10 +160,14 @@ def cascade_row(spec: Spec, entry: Entry, out: Path, test: PoseDataset, progress
     cfg = load_config(spec.cascade, [f"cascade.stage1={run / 'stage1' / 'best.pt'}",
                                      f"cascade.max_minutes={spec.cascade_minutes:g}"])
     summary = train_cascade(cfg, run / "cascade", resume=True, progress=progress)
-    row["cascade"] = {**score_row(Path(summary["cascade"]), test, spec.threads, progress),
-                      "val_pck": summary["val_pck"], "max_minutes_stage2": spec.cascade_minutes}
-    write_json(run / "result.json", row)
-    return row
+
+    def score() -> dict[str, Any]:
+        row["cascade"] = {**score_row(Path(summary["cascade"]), test, spec.threads, progress),
+                          "val_pck": summary["val_pck"], "max_minutes_stage2": spec.cascade_minutes}
+        write_json(run / "result.json", row)
+        return row
+
+    return distributed.on_main(distributed.world(), score)
 
 
 def complete(row: dict[str, Any] | None, spec: Spec, entry: Entry) -> bool:
@@ -207,7 +221,7 @@ def run_comparison(spec_path: str | Path, out: str | Path, only: list[str] | Non
 
     def record(row: dict[str, Any]) -> None:
         rows[row["name"]] = row
-        if publish is not None:
+        if publish is not None and distributed.world().is_main:
             publish([rows[n] for n in names if n in rows])
 
     if entries:

@@ -34,7 +34,8 @@ from deeppose.models.meta import BoxRule, ModelMeta, upgrade_localizer_config_1_
 from deeppose.paths import data_root
 from deeppose.serve.batch import crops_to_image
 from deeppose.train.builders import build_datasets
-from deeppose.train.loop import FitResult, Schedule, StageTask, check_run_folder, run_task
+from deeppose.train.loop import FitResult, check_run_folder, run_task
+from deeppose.train.run import Schedule, StageTask
 
 
 @dataclass
@@ -57,6 +58,7 @@ class LocalizerConfig:
         checkpoint_minutes: `last.pt` this often inside an epoch.
         num_workers: DataLoader processes.
         seed: every random draw depends on (seed, epoch, index).
+        device, precision: as `TrainConfig`'s.
     """
 
     init: str = "models/deeppose_mobilenet_v2_lsp.pt"
@@ -75,6 +77,8 @@ class LocalizerConfig:
     checkpoint_minutes: float = 5.0
     num_workers: int = 1
     seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
 
 
 def localizer_config(data: dict[str, Any]) -> LocalizerConfig:
@@ -183,7 +187,8 @@ def train_localizer(cfg: LocalizerConfig, out: str | Path, resume: bool = False,
     `splits` replaces `whole_image_splits` (tests).
     """
     out = Path(out)
-    schedule = Schedule(cfg.epochs, cfg.optim, cfg.seed, cfg.num_workers, cfg.max_minutes, cfg.checkpoint_minutes)
+    schedule = Schedule(cfg.epochs, cfg.optim, cfg.seed, cfg.num_workers, cfg.max_minutes, cfg.checkpoint_minutes,
+                        cfg.device, cfg.precision)
     check_run_folder(out, resume, cfg.epochs)
     root = Path(cfg.root) if cfg.root else data_root()
     splits = splits or whole_image_splits(root, cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size)

@@ -16,7 +16,7 @@ from deeppose.heads.losses import masked_mean
 from deeppose.models.meta import ModelMeta
 from deeppose.serve.batch import predict_dataset
 from deeppose.train.builders import build_model, loss_mask, make_objective
-from deeppose.train.loop import StageTask
+from deeppose.train.run import StageTask
 
 
 def stage1_meta(cfg: TrainConfig, num_joints: int, skeleton: str) -> ModelMeta:
