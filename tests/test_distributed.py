@@ -231,3 +231,27 @@ def test_a_torn_checkpoint_write_leaves_the_previous_one_usable(config, tmp_path
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _identical(_weights(cut / "last.pt"), _weights(full / "last.pt"))
     assert not (cut / ".last.tmp.pt").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_cascade_stage_by_stage(config, tmp_path):
+    out = tmp_path / "cascade"
+    overrides = ["epochs=1", "optim.batch_size=8", "cascade.stages=2", "cascade.sigma=1.0", "cascade.crop_size=16",
+                 "cascade.source_size=64", "cascade.draws=1", "cascade.optim.batch_size=8", "cascade.epochs=1",
+                 "cascade.optim.warmup_steps=1"]
+    done = subprocess.run([*TORCHRUN, *DEEPPOSE, "train", "--config", str(config), *overrides, "--out", str(out)],
+                          capture_output=True, text=True, env=_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model, meta = model_from_checkpoint(out / "cascade.pt")
+    assert meta.kind == "cascade" and meta.stages == 2
+    assert json.loads((out / "stage2" / "config.json").read_text())["world_size"] == 2
+    assert json.loads((out / "stats_s2.json").read_text())["n_images"] == 32  # fitted once, by rank 0
+
+
+@pytest.mark.slow
+def test_a_command_that_does_not_train_runs_on_rank_0_alone(tmp_path, shared_data):
+    out = tmp_path / "demo"
+    done = subprocess.run([*TORCHRUN, *DEEPPOSE, "demo", "--out", str(out)], capture_output=True, text=True,
+                          env=_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("contact sheet:") == 1 and (out / "sheet.png").is_file()
