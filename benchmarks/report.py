@@ -229,6 +229,17 @@ def _serve_lines(r: dict) -> list[str]:
             f"{memory['peak']:.0f} |" for photos, rows in r["results"].items() for row in rows]
 
 
+def _distributed_lines(r: dict) -> list[str]:
+    out = [f"| `{r['benchmark']}` | {case} | {v['batch_per_process']} | {v['steps']} | {v['images_per_s']:.1f} | "
+           f"**{v['ratio']:.2f}** |" for case, v in r["speed"].items()]
+    if r.get("accuracy"):
+        out += ["", f"`{r['benchmark']}`, the same schedule ({r['accuracy_epochs']:g} epoch(s), effective batch "
+                    f"{r['effective_batch']}, {r['lr']}), validation PCK@0.2: "
+                + "; ".join(f"{case} **{v['val_pck']:.3f}** ({v['train_minutes']:g} min)"
+                            for case, v in r["accuracy"].items()), ""]
+    return out
+
+
 # sections made by `_result_section`: result-file prefix -> (title, description, columns, a result's table lines)
 RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], list[str]]]] = {
     "peers_speed": (
@@ -243,6 +254,14 @@ RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], lis
         "person found, a JSON and a PNG written per photo) and a 100-frame 640 × 480 video (the person tracked, an "
         "annotated MP4 and a JSON line per frame).",
         ("run", "system", "threads", "photos / s", "video frames / s", "start-up + 1 photo s"), _end_to_end_lines),
+    "distributed": (
+        "Training on one and on two processes",
+        "`deeppose train` of the shipped model's recipe (MobileNetV2 + DSNT, 160 px, LSP + LSPET) for a fixed number "
+        "of steps at the same effective batch: one process, or two under torchrun (DistributedDataParallel over "
+        "gloo) each with half the batch and one thread. Images/s of the training loop as the run reports it; the "
+        "ratio to one process with both cores' threads is the figure to read.",
+        ("run", "processes x threads", "batch per process", "steps", "images / s", "× 1 process, 2 threads"),
+        _distributed_lines),
     "serve_load": (
         "`deeppose serve` under load on loopback",
         "The real server with the shipped ONNX model; client threads on the same 2 cores POST photos to /v1/pose, a "

@@ -255,3 +255,25 @@ def test_a_command_that_does_not_train_runs_on_rank_0_alone(tmp_path, shared_dat
                           env=_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("contact sheet:") == 1 and (out / "sheet.png").is_file()
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_through_torchruns_rendezvous(config, tmp_path):
+    """Multi-node as torchrun does it (c10d rendezvous at an endpoint), two 'machines' of one process each, here on
+    one machine."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "nodes"
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
+                               str(rank), "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+                               f"127.0.0.1:{port}", "--rdzv_id", "deeppose-test", *DEEPPOSE, "train", "--config",
+                               str(config), "epochs=1", "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [o[1][-2000:] for o in outputs]
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    assert load_checkpoint(out / "best.pt")["meta"].provenance["step"] == 32 // 2 // 4
