@@ -37,16 +37,20 @@ def predict_dataset(model: Callable[..., Any], dataset: PoseDataset, input_size:
         float64 predictions in image pixels, shaped like the model's output: (N, K, 2), or (N, n, K, 2) for
         the n stages of a cascade; with `with_confidence`, also the (N, K) confidences.
     """
+    device = torch.device("cpu")
     if isinstance(model, nn.Module):
         model.eval()
+        device = next(model.parameters(), torch.empty(0)).device  # a network trained on a GPU is validated there
     loader = DataLoader(CropDataset(dataset, input_size, source_size=source_size), batch_size=batch_size,
                         num_workers=num_workers, generator=torch.Generator())
     out, confidences = [], []
     for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
-        u = model(batch["image"], batch["source"]) if source_size else model(batch["image"])
+        images = batch["image"].to(device)
+        u = model(images, batch["source"].to(device)) if source_size else model(images)
         if with_confidence:
             u, c = u
-            confidences.append(c.float().numpy())
+            confidences.append(c.float().cpu().numpy())
+        u = u.cpu()
         shape = u.shape
         out.append(crops_to_image(u.reshape(shape[0], -1, 2), batch["affine"], input_size).reshape(shape).numpy())
     pred = np.concatenate(out)

@@ -139,14 +139,15 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
         d = diam(y, item["labelled"], skeleton)
         ok = torch.isfinite(d) & (d > 0)
         y, mask, d, sources = y[ok], mask[ok], d[ok], item["image"][ok]
-        boxes = simulated_boxes(y, d, stats, c.sigma, c.draws)[:, :, joints]  # (B, D, J, 4)
+        on = joints.to(y.device)
+        boxes = simulated_boxes(y, d, stats, c.sigma, c.draws)[:, :, on]  # (B, D, J, 4)
         b = len(y)
         crops = box_crops(sources, boxes.reshape(b, c.draws * n, 4), c.crop_size)
         if c.model.channels_last:
             crops = crops.contiguous(memory_format=torch.channels_last)
-        out = head_output(model, crops).select(joints.repeat(b * c.draws))  # the crop of joint i reads output i
-        target = refinement_target(y[:, None, joints], boxes)
-        mask = mask[:, None, joints].expand(b, c.draws, n)
+        out = head_output(model, crops).select(on.repeat(b * c.draws))  # the crop of joint i reads output i
+        target = refinement_target(y[:, None, on], boxes)
+        mask = mask[:, None, on].expand(b, c.draws, n)
         if c.inside_only:
             mask = mask & (target.abs() <= 0.5).all(-1)
         return masked_mean(objective(out, target.reshape(-1, 1, 2)).view(b, c.draws, n), mask)
@@ -154,9 +155,11 @@ def refinement_task(cfg: TrainConfig, train: PoseDataset, val: PoseDataset, prev
     @torch.inference_mode()
     def validate() -> dict[str, float]:
         model.eval()
-        prev = torch.from_numpy(val_pred[:, -1]).float()
-        out = torch.cat([refinement_stage(model, val_sources[i:i + 64], prev[i:i + 64], skeleton, c.sigma, c.crop_size,
-                                          joints) for i in range(0, len(prev), 64)]).double().numpy()
+        device = next(model.parameters()).device
+        prev = torch.from_numpy(val_pred[:, -1]).float().to(device)
+        out = torch.cat([refinement_stage(model, val_sources[i:i + 64].to(device), prev[i:i + 64], skeleton, c.sigma,
+                                          c.crop_size, joints.to(device))
+                         for i in range(0, len(prev), 64)]).double().cpu().numpy()
         model.train()
         return {"val_pck": pck(out, val_gt, val_labelled, skeleton, cfg.val_alpha),
                 "val_pcp": pcp(out, val_gt, val_labelled, skeleton)["mean"]}

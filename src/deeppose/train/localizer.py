@@ -128,10 +128,11 @@ def localizer_outputs(model: PersonLocalizer, dataset: WholeImageDataset, batch_
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
     joints, logits, labels = [], [], []
+    device = next(model.parameters()).device
     for batch in tqdm(loader, desc="localizing", disable=not progress, unit="batch"):
-        u, logit = model(batch["image"])
-        joints.append(crops_to_image(u, batch["affine"], dataset.input_size).numpy())
-        logits.append(logit.numpy())
+        u, logit = model(batch["image"].to(device))
+        joints.append(crops_to_image(u.cpu(), batch["affine"], dataset.input_size).numpy())
+        logits.append(logit.cpu().numpy())
         labels.append(batch["presence"].numpy())
     return np.concatenate(joints), np.concatenate(logits), np.concatenate(labels)
 
