@@ -277,3 +277,20 @@ def test_two_nodes_meet_through_torchruns_rendezvous(config, tmp_path):
     assert [node.returncode for node in nodes] == [0, 0], [o[1][-2000:] for o in outputs]
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     assert load_checkpoint(out / "best.pt")["meta"].provenance["step"] == 32 // 2 // 4
+
+
+def test_a_run_started_before_these_settings_existed_resumes(config, tmp_path):
+    """A last.pt whose config lacks device, precision and optim.lr_scaling (an older version's) resumes, and the
+    device may change on resume."""
+    from deeppose.models.checkpoint import save_checkpoint
+
+    cfg = load_config(config, ["epochs=1", "checkpoint_minutes=10"])
+    out = tmp_path / "old"
+    fit(cfg, out, stop_after_steps=2, progress=False)
+    ckpt = load_checkpoint(out / "last.pt")
+    old = dict(ckpt["meta"].provenance["config"])
+    del old["device"], old["precision"], old["optim"]["lr_scaling"]
+    meta = ckpt["meta"].with_provenance(config=old)
+    model, _ = model_from_checkpoint(out / "last.pt")
+    save_checkpoint(out / "last.pt", model, meta, **{k: ckpt[k] for k in ("optimizer", "scheduler", "rng_torch")})
+    assert fit(load_config(config, ["epochs=1", "device=cpu"]), out, resume=True, progress=False).steps == 8

@@ -160,12 +160,19 @@ class Run:
 
 
 def _run_identity(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A run's config without its time budget: what must match for `--resume` (a budget may be extended)."""
+    """A run's config without its time budget and device: what must match for `--resume` (a budget may be
+    extended, a run may move to a GPU). Settings added since a run started count as their defaults, so runs
+    started by an older version resume."""
     if config is None:
         return None
-    out = {k: v for k, v in config.items() if k not in ("max_minutes", "checkpoint_minutes")}
+    out = {k: v for k, v in config.items() if k not in ("max_minutes", "checkpoint_minutes", "device")}
+    out.setdefault("precision", "auto")
+    if isinstance(out.get("optim"), dict):
+        out["optim"] = {"lr_scaling": "linear", **out["optim"]}
     if isinstance(out.get("cascade"), dict):
         out["cascade"] = {k: v for k, v in out["cascade"].items() if k != "max_minutes"}
+        if isinstance(out["cascade"].get("optim"), dict):
+            out["cascade"]["optim"] = {"lr_scaling": "linear", **out["cascade"]["optim"]}
     return out
 
 
