@@ -294,3 +294,14 @@ def test_a_run_started_before_these_settings_existed_resumes(config, tmp_path):
     model, _ = model_from_checkpoint(out / "last.pt")
     save_checkpoint(out / "last.pt", model, meta, **{k: ckpt[k] for k in ("optimizer", "scheduler", "rng_torch")})
     assert fit(load_config(config, ["epochs=1", "device=cpu"]), out, resume=True, progress=False).steps == 8
+
+
+@pytest.mark.slow
+def test_two_processes_run_the_training_demo(tmp_path):
+    out = tmp_path / "demo-train"
+    done = subprocess.run([*TORCHRUN, *DEEPPOSE, "demo", "--train", "--epochs", "1", "--out", str(out)],
+                          capture_output=True, text=True, env=_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "run" / "config.json").read_text())["world_size"] == 2
+    assert json.loads((out / "metrics.json").read_text())["n_images"] == 200  # evaluated once, by rank 0
+    assert done.stdout.count("PCK@0.2: mean pose") == 1
