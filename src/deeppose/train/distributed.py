@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,8 +73,11 @@ def join(timeout_minutes: float = 120.0) -> World:
 
 
 def leave() -> None:
-    """Leave the process group, if any."""
+    """Leave the process group, if any: every process at once, after the DDP wrappers still waiting for the
+    garbage collector are gone (one finalized after the group is destroyed aborts its process)."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 
