@@ -212,11 +212,11 @@ def start_run(task: StageTask, schedule: Schedule, out: Path, resume: bool) -> R
             write_json(out / "config.json", config)
     if w.is_main:
         arch = f" {task.meta.model.arch}" if task.meta.model else ""
+        precision = "fp32" if amp is None else str(amp).removeprefix("torch.")
         print(f"training {task.meta.kind}{arch} ({run.n_parameters / 1e6:.2f}M parameters) on {len(task.crops)} "
-              f"images on {device} in {'fp32' if amp is None else str(amp).removeprefix('torch.')}; "
-              f"{schedule.epochs:g} "
-              f"epochs x {steps_per_epoch} steps = {total_steps} steps; {w.size} process(es) x batch {batch} = "
-              f"effective batch {batch * w.size}, lr {schedule.optim.lr:g} -> {lr:g} ({schedule.optim.lr_scaling})")
+              f"images on {device} in {precision}; {schedule.epochs:g} epochs x {steps_per_epoch} steps = "
+              f"{total_steps} steps; {w.size} process(es) x batch {batch} = effective batch {batch * w.size}, "
+              f"lr {schedule.optim.lr:g} -> {lr:g} ({schedule.optim.lr_scaling})")
     return run
 
 
