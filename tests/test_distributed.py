@@ -104,6 +104,10 @@ def test_two_processes_train_and_rank_0_writes_a_loadable_checkpoint(config, tmp
     assert model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).shape == (1, 14, 2)
     # a run of 2 processes resumes on 2, not on 1: its data order depends on them
     assert main(["train", "--config", str(config), "--out", str(out), "--resume"]) == 2
+    # bad input under torchrun: each process says it in one line and the launch fails, without hanging
+    again = subprocess.run([*TORCHRUN, *DEEPPOSE, "train", "--config", str(config), "--out", str(out)],
+                           capture_output=True, text=True, env=_env(), timeout=120)
+    assert again.returncode != 0 and "run folder is not empty; pass --resume" in again.stderr
 
 
 STEP_SCRIPT = '''

@@ -41,13 +41,16 @@ def _main_distributed(args: argparse.Namespace) -> int:
     if not trains(args):
         return _run(args) if rank == 0 else 0
     distributed.join()
-    try:
-        if rank == 0:
-            return _run(args)
+    if rank == 0:
+        code = _run(args)
+    else:
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            return _run(args)
-    finally:
+            code = _run(args)
+    # after a failure the group is left as it is: the other processes may be inside a collective, and torchrun
+    # ends them all when one process fails
+    if code == 0:
         distributed.leave()
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
