@@ -64,8 +64,8 @@ def join(timeout_minutes: float = 120.0) -> World:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return world()
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if torch.cuda.is_available():  # more processes than GPUs share them in turn
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     w = world()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // w.local_size))
@@ -73,8 +73,9 @@ def join(timeout_minutes: float = 120.0) -> World:
 
 
 def leave() -> None:
-    """Leave the process group, if any: every process at once, after the DDP wrappers still waiting for the
-    garbage collector are gone (one finalized after the group is destroyed aborts its process)."""
+    """Leave the process group, if any, after a successful run: every process at once, and only once the
+    objects still holding the group's work are collected (work alive while the interpreter finalizes can abort
+    the process)."""
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.barrier()
