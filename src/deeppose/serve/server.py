@@ -196,7 +196,6 @@ def create_app(predictor: Predictor, limits: ServerLimits | None = None, model_n
 
     app = FastAPI(title="deeppose", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan,
                   description="Human pose estimation by coordinate regression: one person's joints in a photo.")
-    app.state.predictor, app.state.admission = predictor, admission
 
     _answer_errors_in_json(app)
 

@@ -33,7 +33,6 @@ class Part:
 
     name: str = ""
     filename: str | None = None
-    content_type: str = ""
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -68,8 +67,6 @@ def parse_multipart(body: bytes, content_type: str | None) -> dict[str, Part]:
             parts[-1].name = disposition.get(b"name", b"").decode("utf-8", "replace")
             filename = disposition.get(b"filename")
             parts[-1].filename = None if filename is None else filename.decode("utf-8", "replace")
-        elif bytes(header["field"]).lower() == b"content-type":
-            parts[-1].content_type = bytes(header["value"]).decode("latin-1")
         header["field"].clear()
         header["value"].clear()
 
