@@ -201,15 +201,14 @@ def start_run(task: StageTask, schedule: Schedule, out: Path, resume: bool) -> R
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     run = Run(schedule, out, task, opt, sched, steps_per_epoch, total_steps, count_parameters(task.model), w, device,
               forward, amp, scaler)
-    config = {**task.meta.provenance["config"], "world_size": w.size, "effective_batch": batch * w.size,
-              "lr_effective": lr}
     if resume:
         _restore(run, out / "last.pt")
     else:
         if w.rank > 0:  # its own dropout masks; rank 0 keeps the single-process stream
             torch.manual_seed(int(np.random.default_rng([schedule.seed, w.rank, 13]).integers(2**62)))
         if w.is_main:
-            write_json(out / "config.json", config)
+            write_json(out / "config.json", {**task.meta.provenance["config"], "world_size": w.size,
+                                             "effective_batch": batch * w.size, "lr_effective": lr})
     if w.is_main:
         arch = f" {task.meta.model.arch}" if task.meta.model else ""
         precision = "fp32" if amp is None else str(amp).removeprefix("torch.")
