@@ -28,7 +28,9 @@ class DataConfig:
     Attributes:
         train: "dataset:split" entries concatenated for training (all must share one skeleton).
         root: folder holding the dataset folders ("" -> $DEEPPOSE_DATA, default ../shared/data).
-        val_size: images carved out of the first training entry for validation (model selection).
+        val_size: images carved out of the first training entry for validation (model selection), when `val` is "".
+        val: a "dataset:split" of its own to validate on instead (e.g. "lspet:val": LSPET's held-out whole photos,
+            people in their annotated boxes); none of its photos may be in `train`.
         joints_box: datasets (by name) whose crop box is drawn around the joints (side joints_box_scale x
             the pose extent) instead of the whole image: LSPET people fill far less of their images than
             LSP people do (median image/pose ratio 2.5 vs 1.33), so whole-image crops would shrink them.
@@ -40,6 +42,7 @@ class DataConfig:
     train: list[str] = field(default_factory=lambda: ["lsp:train", "lspet:all"])
     root: str = ""
     val_size: int = 200
+    val: str = ""
     joints_box: list[str] = field(default_factory=lambda: ["lspet"])
     joints_box_scale: float = 1.33
     input_size: int = 160
@@ -56,7 +59,11 @@ class ModelConfig:
         stride: where the FC head reads the backbone, or the heatmap stride of the other heads.
         score: the FC head learns a per-joint confidence (the heatmap heads have theirs built in).
         refine: Tompson's position refinement on the heatmap head.
-        backbone_weights: torchvision-layout ImageNet weights for the backbone ("": random init).
+        backbone_weights: torchvision-layout ImageNet weights for the backbone ("": random init), e.g. the ImageNet
+            MobileNetV2 or MoveNet's backbone imported by `deeppose import-tflite`.
+        padding: how the backbone's strided convolutions pad: "symmetric" (PyTorch's) or "tf_same" (TensorFlow's
+            SAME, for weights trained in TF such as MoveNet's: they reproduce the original only so).
+        freeze_bn: keep the backbone's BatchNorm statistics fixed while training (their affine parameters learn).
         init: a deeppose checkpoint whose weights start this network (fine-tuning; of a cascade checkpoint, its
             stage 1): it must have this architecture and skeleton. It replaces every weight, so backbone_weights
             is not read when it is set.
@@ -71,6 +78,7 @@ class ModelConfig:
     reduce: int = 128
     hidden: int = 0
     backbone_weights: str = ""
+    padding: str = "symmetric"
     freeze_bn: bool = False
     channels_last: bool = True
     score: bool = True
@@ -107,6 +115,8 @@ class OptimConfig:
         warmup_steps: linear warm-up length (adamw).
         min_lr_ratio: the cosine decays to lr * min_lr_ratio.
         grad_clip: max gradient norm (0: off).
+        backbone_lr: the backbone's learning rate as a fraction of `lr` (adamw): below 1 a pretrained backbone
+            (MoveNet's) moves less than the new head, so it keeps more of what it knew.
         lr_scaling: with N processes (torchrun) each takes `batch_size` images per step, so the effective batch is
             N x batch_size; lr is scaled by "linear" (x N, Goyal et al. 2017), "sqrt" (x sqrt N) or "none".
     """
@@ -119,6 +129,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     grad_clip: float = 0.0
     lr_scaling: str = "linear"
+    backbone_lr: float = 1.0
 
 
 @dataclass

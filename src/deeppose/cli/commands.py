@@ -56,6 +56,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_tflite(args: argparse.Namespace) -> int:
+    from deeppose.data.registry import load_dataset
+    from deeppose.models.tflite_import import import_tflite_backbone, photo_batches, save_backbone
+    from deeppose.paths import data_root
+
+    out = Path(args.out)
+    if out.resolve() == Path(args.tflite).resolve():
+        raise DeepPoseError(out, "--out is the input file; it is never overwritten")
+    batches = []
+    if args.calibration_images > 0:
+        name, _, split = args.calibration.partition(":")
+        root = Path(args.root) if args.root else data_root()
+        dataset = load_dataset(name, root / name, split or "train")
+        batches = photo_batches([s.image_path for s in dataset.samples[: args.calibration_images]], args.size)
+    state, provenance = import_tflite_backbone(args.tflite, batches)
+    writable_folder(out.parent)
+    save_backbone(state, provenance, out)
+    print(f"wrote {out} ({len(state)} tensors, {provenance['layers']} convolutions from {provenance['source']}) "
+          f"and {out.name}.json; train from it with model.backbone_weights={out} model.padding=tf_same")
+    return 0
+
+
 def cmd_ship(args: argparse.Namespace) -> int:
     from deeppose.models.checkpoint import bundle_checkpoint, ship_checkpoint
 

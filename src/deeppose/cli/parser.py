@@ -12,6 +12,7 @@ from deeppose.cli.commands import (
     cmd_demo,
     cmd_eval,
     cmd_export,
+    cmd_import_tflite,
     cmd_localizer_calibrate,
     cmd_localizer_refit,
     cmd_localizer_train,
@@ -200,6 +201,21 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=cmd_export)
 
 
+def _add_import_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose import-tflite`."""
+    im = sub.add_parser("import-tflite", help="import a TFLite MobileNetV2 backbone (e.g. MoveNet's) as weights "
+                                              "to train from (model.backbone_weights, with model.padding=tf_same)")
+    im.add_argument("tflite", help="the .tflite file (e.g. ../shared/peers/movenet_single_pose_lightning_ptq.tflite)")
+    im.add_argument("--out", required=True, help="the .pth to write (its provenance goes to OUT.json)")
+    im.add_argument("--calibration", default="lsp:train",
+                    help="dataset:split whose photos set BatchNorm's running statistics (default lsp:train)")
+    im.add_argument("--calibration-images", type=int, default=64,
+                    help="photos to measure them on (default 64; 0: mean 0, var 1)")
+    im.add_argument("--size", type=int, default=192, help="side the calibration photos are resized to (default 192)")
+    im.add_argument("--root", help="folder holding the datasets (default: $DEEPPOSE_DATA)")
+    im.set_defaults(func=cmd_import_tflite)
+
+
 def _add_ship_command(sub: argparse._SubParsersAction) -> None:
     """`deeppose ship`."""
     ship = sub.add_parser("ship", help="inference-only copy of a checkpoint (fp16 weights, no optimizer state)")
@@ -229,6 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data_command, _add_train_command, _add_eval_command, _add_predict_command,
                 _add_serve_command, _add_localizer_command, _add_compare_command, _add_ship_command,
-                _add_export_command, _add_demo_command):
+                _add_export_command, _add_import_command, _add_demo_command):
         add(sub)
     return parser

@@ -70,17 +70,32 @@ def load_lsp(root: str | Path, split: str = "train", on_bad: OnBad = "error") ->
     return collector.finish("lsp", root, split, LSP14)
 
 
+# LSPET has no official split. Ours: LSPET_VAL_SIZE whole photos held out from every network (pose networks, the
+# localizer), chosen by a fixed permutation of the folder's entries; they are the localizer's validation photos
+# of every earlier release (its seed 0), so no shipped localizer has trained on them.
+LSPET_VAL_SIZE = 500
+LSPET_VAL_SEED = (0, 13)
+
+
+def lspet_val_indices(n: int, size: int = LSPET_VAL_SIZE) -> np.ndarray:
+    """(size,) sorted entry indices of the held-out LSPET photos among a folder's `n` entries."""
+    if not 0 < size < n:
+        raise ValueError(f"an LSPET validation split of {size} needs more than {size} photos, got {n}")
+    return np.sort(np.random.default_rng(list(LSPET_VAL_SEED)).permutation(n)[:size])
+
+
 def load_lspet(root: str | Path, split: str = "all", on_bad: OnBad = "error") -> PoseDataset:
     """Load an LSPET-format folder: `root/joints.mat` (14 x 3 x N, optional `image_ids`) and `root/images/`.
 
-    LSPET has no official split, so "train", "test" and "all" all return the whole folder (it is used
-    whole, as extra training data or as a held-out set in this format).
+    Splits: "all" (the whole folder; "test" is the same, for a folder used as a held-out set in this format),
+    "val" (the LSPET_VAL_SIZE held-out photos of `lspet_val_indices`: model selection and whole-photo reports) and
+    "train" (the rest). A folder of LSPET_VAL_SIZE photos or fewer has no "val" and "train" is all of it.
 
     Images are `im%05d.jpg` named by `image_ids` (1-based ids) when the file has it, else 1..N.
     """
     root = require_dir(root, "LSPET folder")
-    if split not in ("all", "train", "test"):
-        raise DeepPoseError(root, f"unknown LSPET split {split!r} (all, train, test: each is the whole folder)")
+    if split not in ("all", "train", "val", "test"):
+        raise DeepPoseError(root, f"unknown LSPET split {split!r} (all, train, val, test)")
     mat_path = root / "joints.mat"
     joints = _joints_array(mat_path, (14, 3), "LSP")
     n = joints.shape[2]
@@ -95,4 +110,14 @@ def load_lspet(root: str | Path, split: str = "all", on_bad: OnBad = "error") ->
         labelled = joints[:, 2, k] == 1  # flag 0: not annotated, coordinates are junk
         collector.add(root / "images" / f"im{ids[k]:05d}.jpg", joints[:, :2, k], labelled=labelled,
                       visible=labelled, image_id=f"im{ids[k]:05d}")
-    return collector.finish("lspet", root, split, LSP14)
+    dataset = collector.finish("lspet", root, split, LSP14)
+    if split in ("all", "test"):
+        return dataset
+    if len(dataset) <= LSPET_VAL_SIZE:
+        if split == "val":
+            raise DeepPoseError(root, f"holds {len(dataset)} photos; the held-out split takes {LSPET_VAL_SIZE} "
+                                      "and needs more")
+        return dataset
+    val = lspet_val_indices(len(dataset))
+    keep = val if split == "val" else np.setdiff1d(np.arange(len(dataset)), val)
+    return dataset.subset(keep, split)

@@ -30,10 +30,13 @@ ARCHS = ("deeppose-alexnet", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
 CLASSIFIER_PREFIXES = ("classifier.", "fc.")
 
 
-def build_backbone(arch: str, width: float = 1.0) -> nn.Module:
-    """A bare backbone ("mobilenet_v2", "resnet18", "resnet34", "resnet50")."""
+def build_backbone(arch: str, width: float = 1.0, padding: str = "symmetric") -> nn.Module:
+    """A bare backbone ("mobilenet_v2", "resnet18", "resnet34", "resnet50"); `padding` "tf_same" (MobileNetV2
+    only) pads its strided convolutions as TensorFlow does."""
     if arch == "mobilenet_v2":
-        return MobileNetV2(width_mult=width)
+        return MobileNetV2(width_mult=width, padding=padding)
+    if padding != "symmetric":
+        raise ValueError(f"padding {padding!r} exists for mobilenet_v2 only, not {arch}")
     if arch.startswith("resnet") and arch[6:].isdigit():
         return ResNet(int(arch[6:]))
     raise ValueError(f"unknown backbone {arch!r}; known: mobilenet_v2, resnet18, resnet34, resnet50")
@@ -117,7 +120,7 @@ def regressor(m: ModelConfig, num_joints: int, input_size: int, backbone_weights
     if input_size % m.stride:
         raise ValueError(f"input_size {input_size} must be a multiple of the feature stride {m.stride}")
     head = head_class(m.head)
-    backbone = build_backbone(m.arch, m.width)
+    backbone = build_backbone(m.arch, m.width, m.padding)
     if backbone_weights:
         load_backbone_weights(backbone, backbone_weights)
     drop_classifier(backbone)

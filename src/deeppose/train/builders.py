@@ -23,24 +23,42 @@ from deeppose.models.factory import create_model
 from deeppose.paths import data_root, weights_root
 
 
-def build_datasets(cfg: DataConfig, seed: int) -> tuple[PoseDataset, PoseDataset]:
-    """Concatenate the `dataset:split` training entries and carve `val_size` images out of the first one.
+def _load_entry(cfg: DataConfig, root: Path, entry: str) -> PoseDataset:
+    """One "dataset:split" entry, its people boxed around their joints if the dataset is in `cfg.joints_box`."""
+    name, _, split = entry.partition(":")
+    part = load_dataset(name, root / name, split or "train")
+    if part.name not in cfg.joints_box:
+        return part
+    return PoseDataset(part.name, part.root, part.split, part.skeleton, [
+        replace(s, box=joints_box(s.joints, s.labelled, cfg.joints_box_scale).astype(np.float32))
+        for s in part.samples])
 
-    The validation images are chosen by a fixed permutation of `seed`, so resumed runs use the same split.
+
+def build_datasets(cfg: DataConfig, seed: int) -> tuple[PoseDataset, PoseDataset]:
+    """Concatenate the `dataset:split` training entries; validate on `cfg.val`, else on `val_size` images carved out
+    of the first entry.
+
+    The carved-out images are chosen by a fixed permutation of `seed`, so resumed runs use the same split. A `val`
+    set sharing a photo with the training entries is refused.
     """
     root = Path(cfg.root) if cfg.root else data_root()
-    parts = []
-    for entry in cfg.train:
-        name, _, split = entry.partition(":")
-        parts.append(load_dataset(name, root / name, split or "train"))
+    parts = [_load_entry(cfg, root, entry) for entry in cfg.train]
     skeletons = {p.skeleton.name for p in parts}
     if len(skeletons) != 1:
         raise DeepPoseError(None, f"training sets mix skeletons {sorted(skeletons)}; use one joint layout")
-    for i, p in enumerate(parts):
-        if p.name in cfg.joints_box:
-            parts[i] = PoseDataset(p.name, p.root, p.split, p.skeleton, [
-                replace(s, box=joints_box(s.joints, s.labelled, cfg.joints_box_scale).astype(np.float32))
-                for s in p.samples])
+    if cfg.val:
+        val = _load_entry(cfg, root, cfg.val)
+        if val.skeleton.name != parts[0].skeleton.name:
+            raise DeepPoseError(val.root, f"data.val {cfg.val} has skeleton {val.skeleton.name}, training "
+                                          f"{parts[0].skeleton.name}")
+        shared = {s.image_path.resolve() for s in val.samples} & {s.image_path.resolve() for p in parts
+                                                                 for s in p.samples}
+        if shared:
+            raise DeepPoseError(val.root, f"data.val {cfg.val} shares {len(shared)} photos with data.train "
+                                          f"(e.g. {sorted(shared)[0].name}); validate on held-out photos")
+        samples = [s for p in parts for s in p.samples]
+        return PoseDataset("+".join(cfg.train), root, "train", parts[0].skeleton, samples), val.subset(
+            np.arange(len(val)), "val")
     first = parts[0]
     if not 0 <= cfg.val_size < len(first):
         raise DeepPoseError(first.root, f"val_size {cfg.val_size} must be below the {len(first)} samples of "
@@ -85,16 +103,22 @@ def build_model(cfg: TrainConfig, num_joints: int) -> nn.Module:
 
 def make_optimizer(model: nn.Module, o: OptimConfig, total_steps: int
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdaGrad (the paper: constant lr) or AdamW with linear warm-up and cosine decay, stepped per batch."""
+    """AdaGrad (the paper: constant lr) or AdamW with linear warm-up and cosine decay, stepped per batch; AdamW's
+    backbone parameters at `o.backbone_lr` x lr, and no weight decay on biases and norms."""
     if o.name == "adagrad":
         opt: torch.optim.Optimizer = torch.optim.Adagrad(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     if o.name != "adamw":
         raise DeepPoseError(None, f"config optim.name: unknown optimizer {o.name!r} (adamw, adagrad)")
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
+    if not 0 <= o.backbone_lr <= 1:
+        raise DeepPoseError(None, f"config optim.backbone_lr: {o.backbone_lr} is not a fraction in [0, 1]")
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((("." + n).find(".backbone.") >= 0, p.ndim > 1), []).append(p)
+    opt = torch.optim.AdamW([{"params": params, "weight_decay": o.weight_decay if decay else 0.0,
+                              "lr": o.lr * (o.backbone_lr if backbone else 1.0)}
+                             for (backbone, decay), params in sorted(groups.items())], lr=o.lr)
     warmup = max(0, min(o.warmup_steps, total_steps // 2))
 
     def factor(step: int) -> float:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deeppose.config import DataConfig, HeatmapLossConfig, ModelConfig, OptimConfig, build_config
+from deeppose.data.lsp import lspet_val_indices
 from deeppose.data.registry import load_dataset
 from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut
@@ -93,17 +94,18 @@ def whole_image_splits(root: Path, seed: int = 0, lsp_val_size: int = 200, lspet
     """The localizer's data: {"lsp_train", "lsp_val", "lspet_train", "lspet_val"}, whole images (no boxes).
 
     LSP's validation images are those of every stage-1 run (`train.builders.build_datasets`, same seed); LSPET's are
-    `lspet_val_size` photos by a fixed permutation of (seed, 13).
+    the held-out photos of `data.lsp.lspet_val_indices` (`lspet_val_size` of them; with the default 500, LSPET's
+    "val" split, which no network trains on), whatever the seed.
     """
     lsp_train, lsp_val = build_datasets(DataConfig(train=["lsp:train"], root=str(root), val_size=lsp_val_size,
                                                    joints_box=[]), seed)
     lspet = load_dataset("lspet", root / "lspet", "all")
     if not 0 < lspet_val_size < len(lspet):
         raise DeepPoseError(lspet.root, f"lspet_val_size {lspet_val_size} must be in 1..{len(lspet) - 1}")
-    order = np.random.default_rng([seed, 13]).permutation(len(lspet))
+    val = lspet_val_indices(len(lspet), lspet_val_size)
     return {"lsp_train": lsp_train, "lsp_val": lsp_val,
-            "lspet_train": lspet.subset(np.sort(order[lspet_val_size:]), "train"),
-            "lspet_val": lspet.subset(np.sort(order[:lspet_val_size]), "val")}
+            "lspet_train": lspet.subset(np.setdiff1d(np.arange(len(lspet)), val), "train"),
+            "lspet_val": lspet.subset(val, "val")}
 
 
 def build_localizer(m: ModelConfig, num_joints: int, input_size: int) -> PersonLocalizer:
