@@ -50,6 +50,12 @@ def mpii_root(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def movenet(shared_data: Path) -> Path:
+    """MoveNet Lightning's TFLite file in the peers folder beside the datasets (../shared/peers)."""
+    return _require(shared_data.parent / "peers" / "movenet_single_pose_lightning_ptq.tflite", "MoveNet TFLite")
+
+
+@pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic dataset (no ../shared needed): 48 train, 16 val, 24 test people at 96 px."""
     root = tmp_path_factory.mktemp("synthetic")

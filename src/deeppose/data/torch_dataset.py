@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from deeppose.data.everyday import Everyday, apply_everyday
 from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset
 from deeppose.data.transforms import Augmentation, CropParams, crop_sample, sample_params
@@ -62,6 +63,8 @@ class CropDataset(SeededDataset):
             params = sample_params(self.rng(index), self.augmentation)
         crop, joints, labelled, visible, affine = crop_sample(
             image, sample, self.dataset.skeleton, (self.input_size, self.input_size), params)
+        if params.everyday != Everyday():
+            crop, visible = self.everyday(crop, joints, visible, params.everyday)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
             "joints": torch.from_numpy(joints),
@@ -75,3 +78,12 @@ class CropDataset(SeededDataset):
             source = crop_sample(image, sample, self.dataset.skeleton, size, params)[0]
             item["source"] = torch.from_numpy(np.ascontiguousarray(source.transpose(2, 0, 1)))
         return item
+
+    def everyday(self, crop: np.ndarray, joints: np.ndarray, visible: np.ndarray, draw: Everyday
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """`data.everyday.apply_everyday`, its occluder cut from the training photo the draw names."""
+        source = None
+        if draw.occluder is not None:
+            other = self.dataset.samples[min(int(draw.occluder[4] * len(self.dataset)), len(self.dataset) - 1)]
+            source = read_image(other.image_path)
+        return apply_everyday(crop, joints, visible, draw, source)

@@ -7,10 +7,11 @@ coordinates (DeepPose Eq. 1 on the crop's box) and, after a flip, are re-ordered
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from deeppose.data.everyday import Everyday, draw_everyday
 from deeppose.data.sample import Sample
 from deeppose.geometry import (
     augmentation_matrix,
@@ -33,6 +34,10 @@ class Augmentation:
         shift: box-centre shift drawn uniformly from [-shift, shift] times the box size, per axis.
         flip_prob: probability of a left-right mirror (with left/right joints swapped).
         brightness, contrast: photometric jitter amplitudes (multiplicative, around 1).
+        lying_prob: probability of turning the person by a further +-90 degrees (sitting, lying, upside down).
+        cut_prob, occlude_prob, saturation, gamma, blur_prob, jpeg_prob: everyday photos
+            (`data.everyday.draw_everyday`): the frame cutting the person, an occluder pasted from another
+            training photo, colour and light, blur, JPEG re-compression.
     """
 
     rotation_deg: float = 0.0
@@ -41,6 +46,13 @@ class Augmentation:
     flip_prob: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    lying_prob: float = 0.0
+    cut_prob: float = 0.0
+    occlude_prob: float = 0.0
+    saturation: float = 0.0
+    gamma: float = 0.0
+    blur_prob: float = 0.0
+    jpeg_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,14 +65,16 @@ class CropParams:
     flip: bool = False
     brightness: float = 1.0
     contrast: float = 1.0
+    everyday: Everyday = field(default_factory=Everyday)
 
 
 def sample_params(rng: np.random.Generator, aug: Augmentation) -> CropParams:
-    """Draw one CropParams from the ranges in `aug`."""
+    """Draw one CropParams from the ranges in `aug` (the later options draw only when on, after the others, so
+    turning one on leaves every earlier draw as it was)."""
     lo, hi = aug.scale
     if not 0 < lo <= hi:
         raise ValueError(f"augmentation scale range must satisfy 0 < low <= high, got {aug.scale}")
-    return CropParams(
+    params = CropParams(
         rotation_deg=float(rng.uniform(-aug.rotation_deg, aug.rotation_deg)),
         scale=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
         shift=(float(rng.uniform(-aug.shift, aug.shift)), float(rng.uniform(-aug.shift, aug.shift))),
@@ -68,6 +82,11 @@ def sample_params(rng: np.random.Generator, aug: Augmentation) -> CropParams:
         brightness=float(1.0 + rng.uniform(-aug.brightness, aug.brightness)),
         contrast=float(1.0 + rng.uniform(-aug.contrast, aug.contrast)),
     )
+    if aug.lying_prob and rng.random() < aug.lying_prob:
+        params = replace(params, rotation_deg=params.rotation_deg + float(rng.choice([-90.0, 90.0])))
+    everyday = draw_everyday(rng, aug.cut_prob, aug.occlude_prob, aug.saturation, aug.gamma, aug.blur_prob,
+                             aug.jpeg_prob)
+    return replace(params, everyday=everyday) if everyday != Everyday() else params
 
 
 def sample_box(sample: Sample, image_shape: tuple[int, ...], square: bool = True) -> np.ndarray:
