@@ -171,8 +171,9 @@ def test_real_lsp_counts(lsp_root, split, visible):
 
 @pytest.mark.shared_data
 def test_real_lspet_counts(lspet_root):
-    s = summarize(load_dataset("lspet", lspet_root), verify=False)
+    s = summarize(load_dataset("lspet", lspet_root, "all"), verify=False)
     assert s["n_samples"] == 9600 and s["all_labelled_images"] == 3804
+    assert len(load_dataset("lspet", lspet_root)) == 9100  # "train", the default: all but the 500 held out
     assert s["visible_fraction"] == pytest.approx(118347 / 134400, abs=1e-6)
 
 

@@ -2,6 +2,7 @@
 `deeppose import-tflite` command, and parity with the TFLite interpreter's own intermediate tensors."""
 
 import json
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +145,42 @@ def test_import_command_refuses_bad_files_in_one_line(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["import-tflite", str(broken), "--out", str(broken), "--calibration-images", "0"]) == 2
     assert broken.read_bytes() == b"not a flatbuffer" and not (tmp_path / "o.pth").exists()
+
+
+@pytest.mark.slow
+def test_an_imported_tf_same_checkpoint_round_trips_through_ship_and_export(movenet, tmp_path):
+    from dataclasses import replace
+
+    from fixtures import TINY
+
+    from deeppose.models.checkpoint import save_checkpoint, ship_checkpoint
+    from deeppose.models.factory import create_model
+    from deeppose.models.meta import ModelMeta
+    from deeppose.models.tflite_import import save_backbone
+    from deeppose.serve.export import export_onnx
+    from deeppose.serve.predictor import Predictor
+
+    save_backbone(*import_tflite_backbone(movenet), tmp_path / "movenet.pth")
+    arch = replace(TINY, width=1.0, padding="tf_same", freeze_bn=True)
+    model = create_model(arch, 14, 64, tmp_path / "movenet.pth")
+    reference = MobileNetV2(padding="tf_same")
+    load_backbone_weights(reference, tmp_path / "movenet.pth")
+    torch.testing.assert_close(model.backbone.features[3].conv[0][0].weight, reference.features[3].conv[0][0].weight)
+    meta = ModelMeta("stage1", "lsp14", 14, 64, model=arch)
+    save_checkpoint(tmp_path / "s1.pt", model, meta)
+    shipped = ship_checkpoint(tmp_path / "s1.pt", tmp_path / "shipped.pt", half=False)
+    export_onnx(shipped, tmp_path / "s1.onnx")
+    export_onnx(shipped, tmp_path / "s1_int8.onnx", int8=True, n_calibration=8)
+    torch_p = Predictor.from_checkpoint(shipped)
+    assert torch_p.meta.model.padding == "tf_same"
+    photo = np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    box = np.array([5.0, 5.0, 60.0, 80.0])
+    joints = torch_p.predict(photo, box).joints
+    assert np.abs(Predictor.from_checkpoint(tmp_path / "s1.onnx").predict(photo, box).joints - joints).max() < 1e-2
+    int8 = Predictor.from_checkpoint(tmp_path / "s1_int8.onnx").predict(photo, box).joints
+    assert np.abs(int8 - joints).max() / 80 < 0.05
+    symmetric = create_model(replace(arch, padding="symmetric"), 14, 64)
+    symmetric.load_state_dict(model.state_dict())
+    with torch.no_grad():  # the padding is part of the network: the same weights run symmetric differ
+        x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].contiguous()
+        assert (symmetric.eval()(x) - model.eval()(x)).abs().max() > 1e-3

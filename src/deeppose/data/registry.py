@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from deeppose.data.coco import load_coco
+from deeppose.data.coco import load_coco, load_multi
 from deeppose.data.collect import OnBad
 from deeppose.data.custom import load_custom
 from deeppose.data.flic import load_flic
@@ -19,6 +19,7 @@ LOADERS: dict[str, Callable[..., PoseDataset]] = {
     "lspet": load_lspet,
     "mpii": load_mpii,
     "coco": load_coco,
+    "multi": load_multi,
     "flic": load_flic,
     "custom": load_custom,
     "synthetic": load_synthetic,
