@@ -182,3 +182,28 @@ def test_real_mpii_counts(mpii_root):
     s = summarize(load_dataset("mpii", mpii_root, "all"))
     assert s["n_samples"] == 5 and s["n_joints"] == 80 and s["joints_out_of_bounds"] == 0
     assert s["labelled_fraction"] == pytest.approx(76 / 80)
+
+
+def test_a_coco_file_naming_lsp_joints_loads_into_lsp14(tmp_path):
+    write_images(tmp_path / "images", ["a.jpg"], size=(80, 60))
+    names = ["r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "r_wrist", "r_elbow", "r_shoulder",
+             "l_shoulder", "l_elbow", "l_wrist"]
+    kps = [v for k in range(12) for v in (10.0 + k, 5.0 + k, 2 if k else 0)]
+    data = {"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "keypoints": names}],
+            "annotations": [{"id": 3, "image_id": 1, "bbox": [1, 2, 30, 40], "keypoints": kps, "num_keypoints": 11}]}
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    ds = load_dataset("multi", tmp_path, "test")
+    assert ds.name == "multi" and ds.skeleton is LSP14 and len(ds) == 1
+    s = ds.samples[0]
+    assert s.labelled.tolist() == [False] + [True] * 11 + [False, False]  # neck, head top: not in the file
+    assert s.joints[LSP14.index("l_wrist")].tolist() == [21.0, 16.0]
+    data["categories"][0]["keypoints"] = ["tail"] + names[1:]
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    with pytest.raises(DeepPoseError, match="neither COCO's 17 nor LSP joints"):
+        load_dataset("multi", tmp_path, "test")
+
+
+@pytest.mark.shared_data
+def test_real_multi_counts(shared_data):
+    ds = load_dataset("multi", shared_data / "multi", "test")
+    assert len(ds) == 54 and ds.labelled()[:, :12].sum() > 500 and not ds.labelled()[:, 12:].any()
