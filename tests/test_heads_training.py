@@ -23,6 +23,7 @@ HEADS = {
     "dsnt": ["model.head=dsnt", "model.stride=8", "loss=euclidean", "heatmap.regularizer=js"],
     "dsnt_variance": ["model.head=dsnt", "model.stride=16", "loss=euclidean", "heatmap.regularizer=variance"],
     "heatmap_refine": ["model.head=heatmap", "model.stride=8", "loss=mse", "heatmap.sigma=1.5", "model.refine=true"],
+    "movenet": ["model.head=movenet", "model.stride=4", "loss=euclidean", "heatmap.regularizer=js"],
 }
 
 

@@ -184,3 +184,42 @@ def test_an_imported_tf_same_checkpoint_round_trips_through_ship_and_export(move
     with torch.no_grad():  # the padding is part of the network: the same weights run symmetric differ
         x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].contiguous()
         assert (symmetric.eval()(x) - model.eval()(x)).abs().max() > 1e-3
+
+
+def test_movenet_pyramid_and_keypoint_maps_match_the_interpreter(movenet, lsp_root, tmp_path):
+    import cv2
+
+    from deeppose.models.checkpoint import save_checkpoint
+    from deeppose.models.movenet_import import import_movenet_pose
+    from deeppose.models.tflite_import import _interpreter
+    from deeppose.serve.predictor import Predictor
+    from deeppose.skeleton import COCO17, LSP14
+
+    model, meta = import_movenet_pose(movenet, 192)
+    assert meta.model.head == "movenet" and meta.model.padding == "tf_same" and "imported" in meta.provenance
+    photo = cv2.resize(read_image(lsp_root / "images" / "im1010.jpg"), (192, 192), interpolation=cv2.INTER_AREA)
+    interpreter = _interpreter(movenet, preserve_all_tensors=True)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], photo[None])
+    interpreter.invoke()
+    tensors = {t["name"]: t for t in interpreter.get_tensor_details()}
+
+    def tflite(prefix: str) -> np.ndarray:
+        t = next(t for n, t in tensors.items() if n.startswith(prefix) and len(t["shape"]) == 4)
+        q = t["quantization_parameters"]
+        return (interpreter.get_tensor(t["index"]).astype(np.float32) - q["zero_points"][0]) * q["scales"][0]
+
+    x = torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous()
+    with torch.no_grad():
+        features = model.eval().features(x)
+        pyramid = model.head.pyramid(features)[0].permute(1, 2, 0).numpy()
+        logits = model.head.heatmap_logits(features)[0].permute(1, 2, 0).numpy()
+    ref = tflite("center_net_mobile_net_v2fpn_feature_extractor/model_1/re_lu_2/Relu")[0]
+    assert pyramid.shape == ref.shape == (48, 48, 24)
+    assert np.corrcoef(pyramid.ravel(), ref.ravel())[0, 1] > 0.99
+    maps = tflite("kpt_heatmap_0/conv2d_5/BiasAdd")[0]  # int8: saturated above its range, so compare where below
+    for joint in ("r_wrist", "l_knee", "r_shoulder", "l_ankle"):
+        ours, theirs = logits[..., LSP14.index(joint)], maps[..., COCO17.index(joint)]
+        assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.9, joint
+    save_checkpoint(tmp_path / "movenet.pt", model, meta)
+    prediction = Predictor.from_checkpoint(tmp_path / "movenet.pt").predict(photo, np.array([0, 0, 192, 192.0]))
+    assert prediction.joints.shape == (14, 2) and np.isfinite(prediction.joints).all()

@@ -70,6 +70,16 @@ def cmd_import_tflite(args: argparse.Namespace) -> int:
         root = Path(args.root) if args.root else data_root()
         dataset = load_dataset(name, root / name, split or "train")
         batches = photo_batches([s.image_path for s in dataset.samples[: args.calibration_images]], args.size)
+    if args.pose_model:
+        from deeppose.models.checkpoint import save_checkpoint
+        from deeppose.models.movenet_import import import_movenet_pose
+
+        model, meta = import_movenet_pose(args.tflite, args.pose_model, batches)
+        writable_folder(out.parent)
+        save_checkpoint(out, model, meta)
+        print(f"wrote {out}: a {meta.num_joints}-joint pose network at {args.pose_model} px (MoveNet's backbone, "
+              f"pyramid and keypoint branch, DSNT read-out); train from it with model.init={out}, or eval it")
+        return 0
     state, provenance = import_tflite_backbone(args.tflite, batches)
     writable_folder(out.parent)
     save_backbone(state, provenance, out)

@@ -213,6 +213,9 @@ def _add_import_command(sub: argparse._SubParsersAction) -> None:
                     help="photos to measure them on (default 64; 0: mean 0, var 1)")
     im.add_argument("--size", type=int, default=192, help="side the calibration photos are resized to (default 192)")
     im.add_argument("--root", help="folder holding the datasets (default: $DEEPPOSE_DATA)")
+    im.add_argument("--pose-model", type=int, metavar="SIZE",
+                    help="instead: write a whole pose network checkpoint (.pt) at this input size (MoveNet's: 192): "
+                         "the backbone, MoveNet's pyramid and keypoint branch, DSNT on LSP's 14 joints (model.init)")
     im.set_defaults(func=cmd_import_tflite)
 
 

@@ -4,6 +4,7 @@
     soft_argmax  the DSNT transform trained with a coordinate loss alone              (`heads.dsnt`)
     dsnt         DSNT: the same network, plus its heatmap regularizer in the loss     (`heads.dsnt`)
     heatmap      Tompson et al.: regressed Gaussian heatmaps, argmax, refinement      (`heads.heatmap`)
+    movenet      DSNT on MoveNet's own pyramid and keypoint branch (importable)       (`heads.movenet`)
 
 Adding a head: a module with a `Head` subclass, and a line in `HEADS`.
 """
@@ -20,6 +21,7 @@ from deeppose.heads.base import Head, HeadOutput, check_heatmap_settings, head_o
 from deeppose.heads.dsnt import DSNTHead, SoftArgmaxHead
 from deeppose.heads.fc import FCHead
 from deeppose.heads.heatmap import HeatmapHead
+from deeppose.heads.movenet import MoveNetHead
 
 if TYPE_CHECKING:
     from deeppose.config import HeatmapLossConfig
@@ -29,6 +31,7 @@ HEADS: dict[str, type[Head]] = {
     "soft_argmax": SoftArgmaxHead,
     "dsnt": DSNTHead,
     "heatmap": HeatmapHead,
+    "movenet": MoveNetHead,
 }
 
 __all__ = ["HEADS", "Head", "HeadOutput", "head_class", "head_output", "objective"]

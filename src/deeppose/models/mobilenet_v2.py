@@ -153,11 +153,15 @@ class MobileNetV2(nn.Module):
 
     def forward_pyramid(self, x: torch.Tensor, strides: tuple[int, ...]) -> list[torch.Tensor]:
         """(B, 3, H, W) normalized images -> the features at each of `strides` (ascending), in one pass."""
-        ends = [self.feature_end(s) for s in strides]
+        return self.forward_layers(x, tuple(self.feature_end(s) for s in strides))
+
+    def forward_layers(self, x: torch.Tensor, indices: tuple[int, ...]) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalized images -> the outputs of `features[i]` for each i of `indices` (ascending), in
+        one pass."""
         out = []
-        for i, layer in enumerate(self.features[: ends[-1] + 1]):
+        for i, layer in enumerate(self.features[: indices[-1] + 1]):
             x = layer(x)
-            if i in ends:
+            if i in indices:
                 out.append(x)
         return out
 

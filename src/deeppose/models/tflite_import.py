@@ -98,29 +98,76 @@ def _to_oihw(weight: np.ndarray, depthwise: bool) -> np.ndarray:
     return weight.transpose(3, 0, 1, 2) if depthwise else weight.transpose(0, 3, 1, 2)
 
 
-def read_backbone_convolutions(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The 52 backbone convolutions of a TFLite MobileNetV2 as (layer name, (O, I, kh, kw) weight, (O,) bias), float32.
-
-    Each convolution op is matched to its Keras layer by the name of its weight tensor (".../model/<layer>/..." or
-    ".../model/<layer>_BN/...", the latter where BatchNorm folding renamed it); DeepPoseError when one is missing or
-    found twice.
-    """
+def read_convolutions(path: Path) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """Every convolution of a TFLite file, in execution order: (op type, its weight tensor's name, (O, I, kh, kw)
+    float32 weight, (O,) float32 bias), dequantized (`dequantize`) and in torch's layout."""
     interpreter = _interpreter(path)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    names = backbone_layer_names()
+    convs = []
     for op in interpreter._get_ops_details():  # noqa: SLF001 (LiteRT's only listing of the graph's ops)
         if op["op_name"] not in CONV_OPS or len(op["inputs"]) < 3:
             continue
         w_info, b_info = tensors[op["inputs"][1]], tensors[op["inputs"][2]]
-        layer = [n for n in names if f"model/{n}/" in w_info["name"] or f"model/{n}_BN/" in w_info["name"]]
-        if not layer:
-            continue
-        if layer[0] in found:
-            raise DeepPoseError(path, f"layer {layer[0]} appears in more than one convolution")
         weight = dequantize(interpreter.get_tensor(w_info["index"]), w_info["quantization_parameters"])
         bias = dequantize(interpreter.get_tensor(b_info["index"]), b_info["quantization_parameters"])
-        found[layer[0]] = (_to_oihw(weight, op["op_name"] == "DEPTHWISE_CONV_2D"), bias)
+        convs.append((op["op_name"], w_info["name"], _to_oihw(weight, op["op_name"] == "DEPTHWISE_CONV_2D"), bias))
+    return convs
+
+
+def owner(name: str, patterns: dict[str, str]) -> str | None:
+    """The layer a tensor name belongs to: of `patterns` ({layer: substring}), the one in the name's first part.
+
+    TFLite names a shared or folded tensor after every layer it came from, joined by ";", its own op's layer
+    first (e.g. "block_2_depthwise/depthwise;...block_3_depthwise/depthwise" is block_2's weight); within that
+    part the pattern found earliest wins.
+    """
+    name = name.split(";")[0]
+    found = {layer: name.find(text) for layer, text in patterns.items() if text in name}
+    return min(found, key=lambda layer: (found[layer], -len(patterns[layer]))) if found else None
+
+
+def pick_convolutions(path: Path, convs: list[tuple[str, str, np.ndarray, np.ndarray]],
+                      patterns: dict[str, tuple[str, str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{layer: (weight, bias)} for each layer of `patterns` ({layer: (op type, name substring)}), matched by
+    `owner`; DeepPoseError naming the file when a layer is missing or found twice."""
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for op, name, weight, bias in convs:
+        layer = owner(name, {k: text for k, (kind, text) in patterns.items() if kind == op})
+        if layer is None:
+            continue
+        if layer in found:
+            raise DeepPoseError(path, f"layer {layer} appears in more than one convolution")
+        found[layer] = (weight, bias)
+    missing = [n for n in patterns if n not in found]
+    if missing:
+        raise DeepPoseError(path, f"not a MoveNet / MobileNetV2 1.0 model: no convolution for "
+                                  f"{', '.join(missing[:4])}{'...' if len(missing) > 4 else ''} ({len(missing)} of "
+                                  f"{len(patterns)} missing)")
+    return found
+
+
+def read_backbone_convolutions(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The 52 backbone convolutions of a TFLite MobileNetV2 as (layer name, (O, I, kh, kw) weight, (O,) bias), float32.
+
+    Each is matched to its Keras layer by the name of its weight tensor (".../model/<layer>/..." or
+    ".../model/<layer>_BN/...", the latter where BatchNorm folding renamed it; `owner`).
+    """
+    names = backbone_layer_names()
+    patterns = {}
+    for n in names:
+        kind = "DEPTHWISE_CONV_2D" if "depthwise" in n else "CONV_2D"
+        patterns[n] = (kind, f"model/{n}/")
+        patterns[n + "_BN"] = (kind, f"model/{n}_BN/")
+    convs = read_convolutions(path)
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for op, name, weight, bias in convs:
+        layer = owner(name, {k: text for k, (kind, text) in patterns.items() if kind == op})
+        if layer is None:
+            continue
+        layer = layer.removesuffix("_BN")
+        if layer in found:
+            raise DeepPoseError(path, f"layer {layer} appears in more than one convolution")
+        found[layer] = (weight, bias)
     missing = [n for n in names if n not in found]
     if missing:
         raise DeepPoseError(path, f"not a MobileNetV2 1.0 backbone: no convolution for {', '.join(missing[:4])}"
