@@ -240,8 +240,51 @@ def _distributed_lines(r: dict) -> list[str]:
     return out
 
 
+RECIPE_AUGMENT = {"rotation_deg": 30.0, "scale": [0.75, 1.25], "shift": 0.08, "flip_prob": 0.5, "brightness": 0.2,
+                  "contrast": 0.2}
+
+
+def _transfer_lines(r: dict) -> list[str]:
+    out = []
+    for label, row in r["runs"].items():
+        t = row["training"]
+        start = "init: " + Path(t["init"]).name if t["init"] else t["backbone_weights"] or "random"
+        changed = ", ".join(f"{k} {v}" for k, v in t["augment"].items() if v != RECIPE_AUGMENT.get(k, 0.0)) or "–"
+        lv, mu, lt = row["lspet_val"], row["multi"], row["lsp_test"]
+        bn = "frozen" if t["freeze_bn"] else "trained"
+        out.append(f"| `{r['benchmark']}` | {label} | {start} | {t['padding']} | {bn} | {t['backbone_lr']:g} | "
+                   f"{t.get('head', 'dsnt')} | {changed} | {t['input_size']} | {t['steps']} | "
+                   f"**{_f(lv['pck@0.2'])}** ({_f(lv['pcp'])}) | **{_f(mu['pck@0.2'])}** | {_f(lt['pck@0.2'])} "
+                   f"({_f(lt['pcp'])}) | {_f(t['train_minutes'], 1)} |")
+    return out
+
+
+def _movenet_crops_lines(r: dict) -> list[str]:
+    keys = ("lspet_val", "multi", "lsp_test")
+    return [f"| `{r['benchmark']}` | {label} | " + " | ".join(f"**{_f(row[k])}**" for k in keys) + " |"
+            for label, row in r["systems"].items()]
+
+
 # sections made by `_result_section`: result-file prefix -> (title, description, columns, a result's table lines)
 RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], list[str]]]] = {
+    "transfer": (
+        "Everyday photos: where the pose network starts, and how it is fine-tuned (same budget)",
+        "Stage-1 MobileNetV2 + DSNT runs of `configs/movenet_dsnt_cpu.yaml` with one change each, the same number of "
+        "steps, selected on LSPET val, then scored given the annotated person box: LSPET val (500 held-out whole "
+        "photos, no network trained on them; 14 joints), data/multi (54 people in 19 everyday photos, 12 limb "
+        "joints) and LSP test (reported only). LSPET's and multi's box: the square of 1.33 × the labelled joints' "
+        "extent; LSP's: the whole image. PCK@0.2 of the torso diameter (PCP strict in brackets). Start: "
+        "`movenet_backbone.pth` is MoveNet Lightning's backbone imported by `deeppose import-tflite`; "
+        "`mobilenet_v2_from_tflite_quant_dequantized.pth` the ImageNet one; `init: movenet_pose160.pt` MoveNet's "
+        "backbone, pyramid and keypoint branch (`--pose-model 160`).",
+        ("run", "label", "start", "padding", "backbone BN", "backbone lr ×", "head", "augmentation added",
+         "input", "steps", "LSPET val", "multi", "LSP test", "train min"), _transfer_lines),
+    "movenet_crops": (
+        "Beside MoveNet on the same person crops",
+        "Each person's square crop (as above: LSPET val and data/multi 1.33 × the joints' extent, LSP test the whole "
+        "image), cut once and resized to each network's input (MoveNet Lightning int8 at 192 px through LiteRT; ours "
+        "at its size). PCK@0.2 on the 12 limb joints LSP and COCO share (COCO has no neck or head top).",
+        ("run", "system", "LSPET val", "multi", "LSP test"), _movenet_crops_lines),
     "peers_speed": (
         "Speed beside MoveNet Lightning (one run, alternating)",
         "End to end from a decoded RGB photo (LSP test) to joints in pixels. Ours: `Predictor.predict` (the person "

@@ -50,11 +50,11 @@ def training_facts(run: Path) -> dict:
     rows = list(csv.DictReader(open(run / "train_log.csv")))
     val = list(csv.DictReader(open(run / "val_log.csv")))
     m, o, d = cfg["model"], cfg["optim"], cfg["data"]
-    return {"backbone_weights": Path(m["backbone_weights"]).name, "init": m.get("init", ""),
+    return {"backbone_weights": Path(m["backbone_weights"]).name, "init": m.get("init", ""), "head": m["head"],
             "padding": m.get("padding", "symmetric"), "freeze_bn": m["freeze_bn"],
             "backbone_lr": o.get("backbone_lr", 1.0), "lr": o["lr"], "input_size": d["input_size"],
             "augment": d["augment"], "train": d["train"], "val": d.get("val", ""), "epochs": cfg["epochs"],
-            "steps": int(rows[-1]["step"]) if rows else 0,
+            "steps": int(val[-1]["step"]) if val else 0,
             "train_minutes": round(float(rows[-1]["seconds"]) / 60, 1) if rows else None,
             "val_pck_by_epoch": [round(float(r["val_pck"]), 4) for r in val]}
 

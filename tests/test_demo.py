@@ -36,6 +36,16 @@ def test_photo_demo_finds_the_people_and_nobody(shared_data, tmp_path, capsys):
     assert main(["demo", "--out", str(out)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "found" in ln]
     assert len(lines) == 13 and (out / "sheet.png").is_file() and (out / "12.json").is_file()
+    import jsonschema
+
+    from deeppose.serve.records import SCHEMA
+
+    schema = json.loads(SCHEMA.read_text())
+    records = [json.loads((out / f"{k:02d}.json").read_text()) for k in range(13)]
+    for record in records:
+        jsonschema.validate(record, schema)
+    assert records[0]["image"].endswith("im1008.jpg") and "image" not in records[12]
+    assert [r["person_found"] for r in records[11:]] == [False, False]
     people, nobody = lines[:11], lines[11:]
     assert sum("person found" in ln for ln in people) >= 10
     assert all("nobody found" in ln for ln in nobody)

@@ -36,6 +36,7 @@ def test_the_export_writes_both_graphs_and_what_inference_needs(exported):
     assert (onnx.parent / sidecar["pose"]["file"]).is_file() and (onnx.parent / sidecar["localizer"]["file"]).is_file()
     assert sidecar["precision"] == "fp32" and sidecar["skeleton"] == "lsp14" and len(sidecar["mean"]) == 3
     assert sidecar["pose"]["meta"]["kind"] == "cascade" and sidecar["localizer"]["meta"]["input_size"] == 64
+    assert sidecar["model_version"] is None  # unless given: `deeppose export --model-version 2026.12.02`
 
 
 def test_onnx_runs_what_torch_runs_within_1e4_box_units(exported):
@@ -73,7 +74,8 @@ def test_int8_calibrates_on_training_images_only(tmp_path, lsp_root):
     torch.manual_seed(0)
     stage1 = tmp_path / "stage1.pt"
     save_checkpoint(stage1, create_model(TINY, 14, 64), ModelMeta("stage1", "lsp14", 14, 64, model=TINY))
-    sidecar = export_onnx(stage1, tmp_path / "s8.onnx", int8=True, n_calibration=8)
+    sidecar = export_onnx(stage1, tmp_path / "s8.onnx", int8=True, n_calibration=8, model_version="2026.12.06")
+    assert sidecar["model_version"] == "2026.12.06"
     assert sidecar["precision"] == "int8" and sidecar["calibration"] == "lsp:train" and sidecar["localizer"] is None
     import onnx
 

@@ -31,6 +31,7 @@ from deeppose.files import write_json
 from deeppose.geometry import corner_box
 from deeppose.serve.batch import predict_dataset
 from deeppose.serve.predictor import Prediction, Predictor
+from deeppose.serve.records import prediction_record
 from deeppose.train import distributed
 from deeppose.train.loop import fit
 from deeppose.visualize import contact_sheet, draw_box, draw_pose, save_image
@@ -91,20 +92,21 @@ def run_demo(out: str | Path, epochs: int = 30, seed: int = 0, input_size: int =
     return metrics
 
 
-def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """The photo demo's pictures: (caption, RGB image) for 3 LSP test images, 3 whole LSPET photos of the
-    localizer's validation split, the 5 MPII scenes, and 2 pictures with nobody in them."""
+def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray, Path | None]]:
+    """The photo demo's pictures: (caption, RGB image, its file, None for a made picture) for 3 LSP test images, 3
+    whole LSPET photos of the held-out split, the 5 MPII scenes, and 2 pictures with nobody in them."""
     from deeppose.data.whole_image import ZoomOut, clear_region, synthetic_background
     from deeppose.geometry import joints_box
     from deeppose.train.localizer import whole_image_splits
 
     photos = []
     lsp = load_dataset("lsp", root / "lsp", "test")
-    photos += [(f"lsp {lsp[i].image_id}", read_image(lsp[i].image_path)) for i in (7, 250, 611)]
+    photos += [(f"lsp {lsp[i].image_id}", read_image(lsp[i].image_path), lsp[i].image_path) for i in (7, 250, 611)]
     lspet_val = whole_image_splits(root, seed)["lspet_val"]
-    photos += [(f"lspet {lspet_val[i].image_id}", read_image(lspet_val[i].image_path)) for i in (5, 120, 333)]
+    photos += [(f"lspet {lspet_val[i].image_id}", read_image(lspet_val[i].image_path), lspet_val[i].image_path)
+               for i in (5, 120, 333)]
     mpii = load_dataset("mpii", root / "mpii", "all")
-    photos += [(f"mpii {s.image_id}", read_image(s.image_path)) for s in mpii.samples]
+    photos += [(f"mpii {s.image_id}", read_image(s.image_path), s.image_path) for s in mpii.samples]
     rng = np.random.default_rng(seed)
     for s in lspet_val.samples[400:]:
         image = read_image(s.image_path)
@@ -112,9 +114,10 @@ def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray]]:
             min_region=0.4))
         if box is not None:
             x0, y0, side = (int(v) for v in corner_box(box)[:3])
-            photos.append((f"nobody: part of lspet {s.image_id}", image[max(y0, 0):y0 + side, max(x0, 0):x0 + side]))
+            photos.append((f"nobody: part of lspet {s.image_id}", image[max(y0, 0):y0 + side, max(x0, 0):x0 + side],
+                           None))
             break
-    photos.append(("nobody: synthetic", synthetic_background(rng, 240)))
+    photos.append(("nobody: synthetic", synthetic_background(rng, 240), None))
     return photos
 
 
@@ -129,23 +132,22 @@ def describe(caption: str, result: Prediction) -> str:
 
 def run_photo_demo(out: str | Path, checkpoint: str | Path, root: str | Path, seed: int = 0) -> list[Prediction]:
     """The shipped model on `demo_photos`: a line per picture, out/sheet.png (boxes and skeletons, green where a
-    person was found, red where nobody was) and out/<n>.json per picture."""
+    person was found, red where nobody was) and out/<n>.json per picture, in the prediction schema
+    (`serve.records.prediction_record`; "image" the picture's file where it is one)."""
     out = Path(out)
     predictor = Predictor.from_checkpoint(checkpoint)
     if not predictor.has_localizer:
         raise ValueError(f"{checkpoint}: the photo demo needs a model with a person localizer")
     photos = demo_photos(Path(root), seed)
-    results = predictor.predict_images([im for _, im in photos])
+    results = predictor.predict_images([im for _, im, _ in photos])
     tiles, captions = [], []
-    for k, ((caption, image), r) in enumerate(zip(photos, results)):
+    for k, ((caption, image, file), r) in enumerate(zip(photos, results)):
         print(describe(caption, r))
         shown = np.full(predictor.skeleton.num_joints, bool(r.person_found))
         tiles.append(draw_box(draw_pose(image, r.joints, shown, predictor.skeleton), r.box, bool(r.person_found)))
         captions.append(f"{caption} ({r.person_score:.2f})")
-        write_json(out / f"{k:02d}.json", {"caption": caption, "box": [float(v) for v in r.box],
-                                           "box_source": r.box_source, "person_score": r.person_score,
-                                           "person_found": r.person_found, "joints": r.joints.tolist(),
-                                           "confidence": r.confidence.tolist()})
+        record = prediction_record(r, predictor, image)
+        write_json(out / f"{k:02d}.json", record if file is None else {"image": str(Path(file).resolve()), **record})
     save_image(out / "sheet.png", contact_sheet(tiles, columns=5, tile_size=240, captions=captions))
     print(f"contact sheet: {out / 'sheet.png'}")
     return results

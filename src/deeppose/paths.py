@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from importlib import resources
 from pathlib import Path
 
 DATA_ENV = "DEEPPOSE_DATA"
@@ -32,5 +34,17 @@ DEFAULT_MODEL = "deeppose_mobilenet_v2_person.onnx"  # the ONNX export (`deeppos
 
 
 def default_model() -> Path:
-    """The shipped default model (person localizer + pose cascade): models/ of the checkout."""
-    return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL
+    """The shipped default model (person localizer + pose cascade): package data of `deeppose_models`, installed
+    with deeppose (in a checkout: its `models/` folder)."""
+    return Path(str(resources.files("deeppose_models").joinpath(DEFAULT_MODEL)))
+
+
+def default_model_version() -> str:
+    """What `deeppose --version` says of the default model: its name and version (its description's
+    "model_version"), or that it is missing."""
+    description = default_model().with_suffix(".json")
+    try:
+        version = json.loads(description.read_text(encoding="utf-8")).get("model_version") or "unversioned"
+    except (OSError, ValueError):
+        return f"default model {DEFAULT_MODEL}: not installed ({description} unreadable)"
+    return f"default model {Path(DEFAULT_MODEL).stem} {version}"

@@ -49,7 +49,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from deeppose.serve.export import export_onnx
 
     sidecar = export_onnx(args.checkpoint, args.out, int8=args.int8, calibration=args.calibration,
-                          n_calibration=args.calibration_images, root=args.root)
+                          n_calibration=args.calibration_images, root=args.root, model_version=args.model_version)
     files = [sidecar["pose"]["file"]] + ([sidecar["localizer"]["file"]] if sidecar["localizer"] else [])
     print(f"wrote {', '.join(files)} ({sidecar['precision']}) and {Path(args.out).with_suffix('.json').name} "
           f"to {Path(args.out).parent}")

@@ -22,7 +22,7 @@ from deeppose.cli.commands import (
     cmd_ship,
     cmd_train,
 )
-from deeppose.paths import DEFAULT_MODEL
+from deeppose.paths import DEFAULT_MODEL, default_model_version
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +198,8 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--calibration", default="lsp:train", help="dataset:split of training images (never test)")
     ex.add_argument("--calibration-images", type=int, default=64, help="images to calibrate on (default 64)")
     ex.add_argument("--root", help="folder holding the datasets (default: $DEEPPOSE_DATA)")
+    ex.add_argument("--model-version", help="the model's version written into the description (e.g. 2026.12.02; "
+                                            "`deeppose --version` shows the default model's)")
     ex.set_defaults(func=cmd_export)
 
 
@@ -244,7 +246,7 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deeppose", description="Human pose estimation by coordinate regression.")
-    parser.add_argument("--version", action="version", version=f"deeppose {__version__}")
+    parser.add_argument("--version", action="version", version=f"deeppose {__version__}; {default_model_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data_command, _add_train_command, _add_eval_command, _add_predict_command,
                 _add_serve_command, _add_localizer_command, _add_compare_command, _add_ship_command,

@@ -141,9 +141,11 @@ def quantize(fp32: Path, int8: Path, reader: _Batches) -> Path:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, calibration: str = "lsp:train",
-                n_calibration: int = 64, root: str | Path | None = None) -> dict[str, Any]:
+                n_calibration: int = 64, root: str | Path | None = None, model_version: str | None = None
+                ) -> dict[str, Any]:
     """Export a checkpoint (stage 1, cascade or pipeline) to `out` (see the module doc); with `int8`, the graphs
-    are quantized on `n_calibration` images of `calibration` (`dataset:split`, never test).
+    are quantized on `n_calibration` images of `calibration` (`dataset:split`, never test). `model_version` (e.g.
+    the release date, "2026.12.02") is written into the description, which `deeppose --version` reads.
 
     Returns:
         the sidecar written to out.with_suffix(".json").
@@ -162,7 +164,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, cal
     if localizer is not None:
         files["localizer"] = _export_localizer(localizer, loc_meta, out.with_name(f"{out.stem}.localizer.onnx"),
                                                dataset, n_calibration)
-    sidecar = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "precision": "int8" if int8 else "fp32",
+    sidecar = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model_version": model_version,
+               "precision": "int8" if int8 else "fp32",
                "calibration": calibration if int8 else None, "exported_from": Path(checkpoint).name,
                "input": "uint8 RGB (B, 3, S, S); (x / 255 - mean) / std is inside the graphs",
                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "skeleton": pose_meta.skeleton,
