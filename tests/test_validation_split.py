@@ -59,3 +59,5 @@ def test_backbone_lr_scales_only_the_backbone_groups():
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     with pytest.raises(DeepPoseError, match="backbone_lr"):
         make_optimizer(model, OptimConfig(backbone_lr=2.0), 100)
+    plain, _ = make_optimizer(model, OptimConfig(lr=1e-3), 100)  # the two groups of earlier runs, decay first
+    assert [g["weight_decay"] for g in plain.param_groups] == [1e-4, 0.0]

@@ -112,13 +112,14 @@ def make_optimizer(model: nn.Module, o: OptimConfig, total_steps: int
         raise DeepPoseError(None, f"config optim.name: unknown optimizer {o.name!r} (adamw, adagrad)")
     if not 0 <= o.backbone_lr <= 1:
         raise DeepPoseError(None, f"config optim.backbone_lr: {o.backbone_lr} is not a fraction in [0, 1]")
+    # groups (backbone?, decay?), decay first: with backbone_lr 1 the two of earlier versions, so their runs resume
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for n, p in model.named_parameters():
-        if p.requires_grad:
-            groups.setdefault((("." + n).find(".backbone.") >= 0, p.ndim > 1), []).append(p)
-    opt = torch.optim.AdamW([{"params": params, "weight_decay": o.weight_decay if decay else 0.0,
-                              "lr": o.lr * (o.backbone_lr if backbone else 1.0)}
-                             for (backbone, decay), params in sorted(groups.items())], lr=o.lr)
+        in_backbone = o.backbone_lr != 1.0 and ".backbone." in "." + n
+        groups.setdefault((in_backbone, p.ndim > 1), []).append(p)
+    order = sorted(groups, key=lambda key: (key[0], not key[1]))
+    opt = torch.optim.AdamW([{"params": groups[key], "weight_decay": o.weight_decay if key[1] else 0.0,
+                              "lr": o.lr * (o.backbone_lr if key[0] else 1.0)} for key in order], lr=o.lr)
     warmup = max(0, min(o.warmup_steps, total_steps // 2))
 
     def factor(step: int) -> float:
