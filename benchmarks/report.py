@@ -250,11 +250,12 @@ def _transfer_lines(r: dict) -> list[str]:
         t = row["training"]
         start = "init: " + Path(t["init"]).name if t["init"] else t["backbone_weights"] or "random"
         changed = ", ".join(f"{k} {v}" for k, v in t["augment"].items() if v != RECIPE_AUGMENT.get(k, 0.0)) or "–"
-        lv, mu, lt = row["lspet_val"], row["multi"], row["lsp_test"]
+        lv, mu, lt, lf = row["lspet_val"], row["multi"], row["lsp_test"], row.get("lspet_val_found")
         bn = "frozen" if t["freeze_bn"] else "trained"
         out.append(f"| `{r['benchmark']}` | {label} | {start} | {t['padding']} | {bn} | {t['backbone_lr']:g} | "
                    f"{t.get('head', 'dsnt')} | {changed} | {t['input_size']} | {t['steps']} | "
-                   f"**{_f(lv['pck@0.2'])}** ({_f(lv['pcp'])}) | **{_f(mu['pck@0.2'])}** | {_f(lt['pck@0.2'])} "
+                   f"**{_f(lv['pck@0.2'])}** ({_f(lv['pcp'])}) | {_f(lf and lf['pck@0.2'])} | "
+                   f"**{_f(mu['pck@0.2'])}** | {_f(lt['pck@0.2'])} "
                    f"({_f(lt['pcp'])}) | {_f(t['train_minutes'], 1)} |")
     return out
 
@@ -273,12 +274,13 @@ RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], lis
         "steps, selected on LSPET val, then scored given the annotated person box: LSPET val (500 held-out whole "
         "photos, no network trained on them; 14 joints), data/multi (54 people in 19 everyday photos, 12 limb "
         "joints) and LSP test (reported only). LSPET's and multi's box: the square of 1.33 × the labelled joints' "
-        "extent; LSP's: the whole image. PCK@0.2 of the torso diameter (PCP strict in brackets). Start: "
+        "extent; LSP's: the whole image. \"Found box\": the shipped person finder and its re-crops in front of the "
+        "run's network on LSPET val's whole photos. PCK@0.2 of the torso diameter (PCP strict in brackets). Start: "
         "`movenet_backbone.pth` is MoveNet Lightning's backbone imported by `deeppose import-tflite`; "
         "`mobilenet_v2_from_tflite_quant_dequantized.pth` the ImageNet one; `init: movenet_pose160.pt` MoveNet's "
         "backbone, pyramid and keypoint branch (`--pose-model 160`).",
         ("run", "label", "start", "padding", "backbone BN", "backbone lr ×", "head", "augmentation added",
-         "input", "steps", "LSPET val", "multi", "LSP test", "train min"), _transfer_lines),
+         "input", "steps", "LSPET val", "LSPET val, found box", "multi", "LSP test", "train min"), _transfer_lines),
     "movenet_crops": (
         "Beside MoveNet on the same person crops",
         "Each person's square crop (as above: LSPET val and data/multi 1.33 × the joints' extent, LSP test the whole "

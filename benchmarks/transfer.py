@@ -3,7 +3,10 @@ paddings, transfer settings, augmentations and input sizes, each scored given th
 
 - LSPET val: the 500 held-out whole photos (`lspet:val`, no network trains on them; the selection set),
 - data/multi: 54 people in 19 everyday multi-person photos (the 12 limb joints; their joints' box at 1.33),
-- LSP test: 1000 photos (the whole image, LSP's convention; reported, never used to choose).
+- LSP test: 1000 photos (the whole image, LSP's convention; reported, never used to choose),
+
+and LSPET val once more with the person found in the whole photo (`--localizer`, the shipped person finder and its
+re-crops in front of the run's network).
 
     python benchmarks/transfer.py --name transfer_ablation imagenet=runs/imagenet movenet=runs/movenet ...
 Each run folder holds best.pt (the best LSPET-val checkpoint), its config.json and logs. Writes
@@ -18,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from common import write_result
 
 from deeppose.config import DataConfig
@@ -64,6 +68,9 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", help="label=run_folder, in the table's order")
     parser.add_argument("--name", default="transfer_ablation")
     parser.add_argument("--checkpoint", default="best.pt")
+    parser.add_argument("--localizer", default="models/deeppose_mobilenet_v2_person.pt",
+                        help="the person finder in front of each run for LSPET val's found boxes (the shipped one; "
+                             "its training held the same 500 photos out)")
     args = parser.parse_args()
     sets = evaluation_sets()
     rows = {}
@@ -75,9 +82,14 @@ def main() -> int:
         for key, dataset in sets.items():
             s = score(predictor.predict_dataset(dataset, progress=sys.stderr.isatty()), dataset)
             row[key] = {"pck@0.2": s["pck"]["0.2"], "pcp": s["pcp"]["mean"], "n_joints": s["n_joints"]}
+        finder = Predictor.from_checkpoint(run / args.checkpoint, localizer=args.localizer)
+        found = finder.predict_boxes(sets["lspet_val"], "found")
+        s = score(np.stack([r.joints for r in found]), sets["lspet_val"])
+        row["lspet_val_found"] = {"pck@0.2": s["pck"]["0.2"], "pcp": s["pcp"]["mean"], "n_joints": s["n_joints"]}
         rows[label] = row
-        print(f"{label:28s} LSPET val {row['lspet_val']['pck@0.2']:.3f}  multi {row['multi']['pck@0.2']:.3f}  "
-              f"LSP test {row['lsp_test']['pck@0.2']:.3f} (PCP {row['lsp_test']['pcp']:.3f})", flush=True)
+        print(f"{label:28s} LSPET val {row['lspet_val']['pck@0.2']:.3f} (found box {s['pck']['0.2']:.3f})  multi "
+              f"{row['multi']['pck@0.2']:.3f}  LSP test {row['lsp_test']['pck@0.2']:.3f} (PCP "
+              f"{row['lsp_test']['pcp']:.3f})", flush=True)
     path = write_result(args.name, {
         "what": "stage-1 pose networks (MobileNetV2 + DSNT) on the same budget, given the annotated person box: "
                 "LSPET val (500 held-out whole photos, 14 joints), data/multi (54 people, 12 limb joints; LSPET's "
