@@ -278,14 +278,17 @@ RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], lis
         "run's network on LSPET val's whole photos. PCK@0.2 of the torso diameter (PCP strict in brackets). Start: "
         "`movenet_backbone.pth` is MoveNet Lightning's backbone imported by `deeppose import-tflite`; "
         "`mobilenet_v2_from_tflite_quant_dequantized.pth` the ImageNet one; `init: movenet_pose160.pt` MoveNet's "
-        "backbone, pyramid and keypoint branch (`--pose-model 160`).",
+        "backbone, pyramid and keypoint branch (`--pose-model 160`). One run each (no seed repeats): differences of a "
+        "hundredth or two are within what a seed moves; train minutes are wall time beside other work.",
         ("run", "label", "start", "padding", "backbone BN", "backbone lr ×", "head", "augmentation added",
          "input", "steps", "LSPET val", "LSPET val, found box", "multi", "LSP test", "train min"), _transfer_lines),
     "movenet_crops": (
         "Beside MoveNet on the same person crops",
         "Each person's square crop (as above: LSPET val and data/multi 1.33 × the joints' extent, LSP test the whole "
         "image), cut once and resized to each network's input (MoveNet Lightning int8 at 192 px through LiteRT; ours "
-        "at its size). PCK@0.2 on the 12 limb joints LSP and COCO share (COCO has no neck or head top).",
+        "at its size). PCK@0.2 on the 12 limb joints LSP and COCO share (COCO has no neck or head top). The shipped "
+        "default's pose network trained on all of LSPET, these 500 photos included, so its LSPET val figure is not "
+        "held out; the other networks never saw them.",
         ("run", "system", "LSPET val", "multi", "LSP test"), _movenet_crops_lines),
     "peers_speed": (
         "Speed beside MoveNet Lightning (one run, alternating)",
