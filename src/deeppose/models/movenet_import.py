@@ -23,17 +23,17 @@ from deeppose.skeleton import COCO17, LSP14, Skeleton
 
 # MoveNet's pyramid and keypoint branch -> `heads.movenet.MoveNetHead` modules: (op type, weight-name substring).
 MOVENET_HEAD_LAYERS = {
-    "lateral.3": ("CONV_2D", "model_1/conv2d/"), "lateral.2": ("CONV_2D", "model_1/conv2d_1/"),
-    "lateral.1": ("CONV_2D", "model_1/conv2d_2/"), "lateral.0": ("CONV_2D", "model_1/conv2d_3/"),
-    "fuse.0.0": ("DEPTHWISE_CONV_2D", "model_1/separable_conv2d/"),
-    "fuse.0.1": ("CONV_2D", "model_1/separable_conv2d/"),
-    "fuse.1.0": ("DEPTHWISE_CONV_2D", "model_1/separable_conv2d_1/"),
-    "fuse.1.1": ("CONV_2D", "model_1/separable_conv2d_1/"),
-    "fuse.2.0": ("DEPTHWISE_CONV_2D", "model_1/separable_conv2d_2/"),
-    "fuse.2.1": ("CONV_2D", "model_1/separable_conv2d_2/"),
-    "keypoints.0": ("DEPTHWISE_CONV_2D", "kpt_heatmap_0/separable_conv2d_4/"),
-    "keypoints.1": ("CONV_2D", "kpt_heatmap_0/separable_conv2d_4/"),
-    "logits": ("CONV_2D", "kpt_heatmap_0/conv2d_5/"),
+    "lateral.3": ("CONV_2D", ("model_1/conv2d/",)), "lateral.2": ("CONV_2D", ("model_1/conv2d_1/",)),
+    "lateral.1": ("CONV_2D", ("model_1/conv2d_2/",)), "lateral.0": ("CONV_2D", ("model_1/conv2d_3/",)),
+    "fuse.0.0": ("DEPTHWISE_CONV_2D", ("model_1/separable_conv2d/",)),
+    "fuse.0.1": ("CONV_2D", ("model_1/separable_conv2d/",)),
+    "fuse.1.0": ("DEPTHWISE_CONV_2D", ("model_1/separable_conv2d_1/",)),
+    "fuse.1.1": ("CONV_2D", ("model_1/separable_conv2d_1/",)),
+    "fuse.2.0": ("DEPTHWISE_CONV_2D", ("model_1/separable_conv2d_2/",)),
+    "fuse.2.1": ("CONV_2D", ("model_1/separable_conv2d_2/",)),
+    "keypoints.0": ("DEPTHWISE_CONV_2D", ("kpt_heatmap_0/separable_conv2d_4/",)),
+    "keypoints.1": ("CONV_2D", ("kpt_heatmap_0/separable_conv2d_4/",)),
+    "logits": ("CONV_2D", ("kpt_heatmap_0/conv2d_5/",)),
 }
 # Joints MoveNet lacks, started from the mean of its maps for these COCO keypoints.
 STAND_INS = {"neck": ("l_shoulder", "r_shoulder"), "head_top": ("nose", "l_eye", "r_eye", "l_ear", "r_ear")}

@@ -17,7 +17,6 @@ The imported network runs exactly as the TFLite one only with `MobileNetV2(paddi
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from deeppose.models.mobilenet_v2 import MobileNetV2
 from deeppose.models.normalize import IMAGENET_MEAN, IMAGENET_STD, InputNormalize
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
-BN_EPS = 1e-5
 
 
 def backbone_layer_names() -> list[str]:
@@ -114,25 +112,27 @@ def read_convolutions(path: Path) -> list[tuple[str, str, np.ndarray, np.ndarray
     return convs
 
 
-def owner(name: str, patterns: dict[str, str]) -> str | None:
-    """The layer a tensor name belongs to: of `patterns` ({layer: substring}), the one in the name's first part.
+def owner(name: str, patterns: dict[str, tuple[str, ...]]) -> str | None:
+    """The layer a tensor name belongs to: of `patterns` ({layer: substrings, any of which names it}), the one in
+    the name's first part.
 
     TFLite names a shared or folded tensor after every layer it came from, joined by ";", its own op's layer
     first (e.g. "block_2_depthwise/depthwise;...block_3_depthwise/depthwise" is block_2's weight); within that
-    part the pattern found earliest wins.
+    part the substring found earliest wins.
     """
     name = name.split(";")[0]
-    found = {layer: name.find(text) for layer, text in patterns.items() if text in name}
-    return min(found, key=lambda layer: (found[layer], -len(patterns[layer]))) if found else None
+    found = {layer: min(name.find(t) for t in texts if t in name) for layer, texts in patterns.items()
+             if any(t in name for t in texts)}
+    return min(found, key=found.get) if found else None
 
 
 def pick_convolutions(path: Path, convs: list[tuple[str, str, np.ndarray, np.ndarray]],
-                      patterns: dict[str, tuple[str, str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{layer: (weight, bias)} for each layer of `patterns` ({layer: (op type, name substring)}), matched by
+                      patterns: dict[str, tuple[str, tuple[str, ...]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{layer: (weight, bias)} for each layer of `patterns` ({layer: (op type, name substrings)}), matched by
     `owner`; DeepPoseError naming the file when a layer is missing or found twice."""
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for op, name, weight, bias in convs:
-        layer = owner(name, {k: text for k, (kind, text) in patterns.items() if kind == op})
+        layer = owner(name, {k: texts for k, (kind, texts) in patterns.items() if kind == op})
         if layer is None:
             continue
         if layer in found:
@@ -153,25 +153,9 @@ def read_backbone_convolutions(path: Path) -> list[tuple[str, np.ndarray, np.nda
     ".../model/<layer>_BN/...", the latter where BatchNorm folding renamed it; `owner`).
     """
     names = backbone_layer_names()
-    patterns = {}
-    for n in names:
-        kind = "DEPTHWISE_CONV_2D" if "depthwise" in n else "CONV_2D"
-        patterns[n] = (kind, f"model/{n}/")
-        patterns[n + "_BN"] = (kind, f"model/{n}_BN/")
-    convs = read_convolutions(path)
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for op, name, weight, bias in convs:
-        layer = owner(name, {k: text for k, (kind, text) in patterns.items() if kind == op})
-        if layer is None:
-            continue
-        layer = layer.removesuffix("_BN")
-        if layer in found:
-            raise DeepPoseError(path, f"layer {layer} appears in more than one convolution")
-        found[layer] = (weight, bias)
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise DeepPoseError(path, f"not a MobileNetV2 1.0 backbone: no convolution for {', '.join(missing[:4])}"
-                                  f"{'...' if len(missing) > 4 else ''} ({len(missing)} of {len(names)} missing)")
+    patterns = {n: ("DEPTHWISE_CONV_2D" if "depthwise" in n else "CONV_2D", (f"model/{n}/", f"model/{n}_BN/"))
+                for n in names}
+    found = pick_convolutions(path, read_convolutions(path), patterns)
     return [(n, *found[n]) for n in names]
 
 
@@ -303,9 +287,3 @@ def save_backbone(state: dict[str, torch.Tensor], provenance: dict[str, Any], ou
     out = Path(out)
     atomic_write(out, lambda tmp: torch.save(state, tmp))
     write_json(out.with_suffix(out.suffix + ".json"), provenance)
-
-
-def provenance_of(path: str | Path) -> dict[str, Any] | None:
-    """The provenance written beside an imported weights file (`save_backbone`), or None."""
-    side = Path(str(path) + ".json")
-    return json.loads(side.read_text(encoding="utf-8")) if side.is_file() else None
