@@ -87,24 +87,32 @@ def test_input_scaling_folded_into_the_first_convolution_matches_tf_input_inside
     torch.testing.assert_close(ours, nn.functional.conv2d(tf_input, w, b), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.slow
-def test_imported_backbone_matches_the_tflite_interpreter_only_with_tf_same(movenet, lsp_root):
+def interpreter_tensors(movenet, lsp_root, image: str):
+    """A 192 px LSP photo, and a function giving the TFLite interpreter's dequantized float tensor (B, H, W, C) whose
+    name contains a text, after running MoveNet on the photo with every intermediate tensor kept."""
     import cv2
 
     from deeppose.models.tflite_import import _interpreter
 
-    state, provenance = import_tflite_backbone(movenet)
-    assert provenance["layers"] == 52 and len(provenance["sha256"]) == 64
-    photo = cv2.resize(read_image(lsp_root / "images" / "im1003.jpg"), (192, 192), interpolation=cv2.INTER_AREA)
+    photo = cv2.resize(read_image(lsp_root / "images" / image), (192, 192), interpolation=cv2.INTER_AREA)
     interpreter = _interpreter(movenet, preserve_all_tensors=True)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], photo[None])
     interpreter.invoke()
     tensors = {t["name"]: t for t in interpreter.get_tensor_details()}
 
-    def tflite_activation(layer: str) -> np.ndarray:
-        t = next(t for n, t in tensors.items() if f"model/{layer}" in n and len(t["shape"]) == 4)
+    def tensor(text: str) -> np.ndarray:
+        t = next(t for n, t in tensors.items() if text in n and len(t["shape"]) == 4)
         q = t["quantization_parameters"]
         return (interpreter.get_tensor(t["index"]).astype(np.float32) - q["zero_points"][0]) * q["scales"][0]
+
+    return photo, tensor
+
+
+@pytest.mark.slow
+def test_imported_backbone_matches_the_tflite_interpreter_only_with_tf_same(movenet, lsp_root):
+    state, provenance = import_tflite_backbone(movenet)
+    assert provenance["layers"] == 52 and len(provenance["sha256"]) == 64
+    photo, tflite = interpreter_tensors(movenet, lsp_root, "im1003.jpg")
 
     correlations = {}
     for padding in ("tf_same", "symmetric"):
@@ -116,7 +124,7 @@ def test_imported_backbone_matches_the_tflite_interpreter_only_with_tf_same(move
             maps = net.eval().forward_pyramid(x, (4, 8, 16, 32))
         for stride, layer in zip((4, 8, 16, 32), ("block_2_add", "block_5_add", "block_12_add", "out_relu")):
             ours = maps[(4, 8, 16, 32).index(stride)][0].permute(1, 2, 0).numpy()
-            correlations[padding, layer] = np.corrcoef(ours.ravel(), tflite_activation(layer)[0].ravel())[0, 1]
+            correlations[padding, layer] = np.corrcoef(ours.ravel(), tflite(f"model/{layer}")[0].ravel())[0, 1]
     for layer in ("block_2_add", "block_5_add", "block_12_add", "out_relu"):
         assert correlations["tf_same", layer] >= 0.99, correlations
     assert correlations["symmetric", "out_relu"] < 0.8, correlations  # the test tells the paddings apart
@@ -187,26 +195,14 @@ def test_an_imported_tf_same_checkpoint_round_trips_through_ship_and_export(move
 
 
 def test_movenet_pyramid_and_keypoint_maps_match_the_interpreter(movenet, lsp_root, tmp_path):
-    import cv2
-
     from deeppose.models.checkpoint import save_checkpoint
     from deeppose.models.movenet_import import import_movenet_pose
-    from deeppose.models.tflite_import import _interpreter
     from deeppose.serve.predictor import Predictor
     from deeppose.skeleton import COCO17, LSP14
 
     model, meta = import_movenet_pose(movenet, 192)
     assert meta.model.head == "movenet" and meta.model.padding == "tf_same" and "imported" in meta.provenance
-    photo = cv2.resize(read_image(lsp_root / "images" / "im1010.jpg"), (192, 192), interpolation=cv2.INTER_AREA)
-    interpreter = _interpreter(movenet, preserve_all_tensors=True)
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], photo[None])
-    interpreter.invoke()
-    tensors = {t["name"]: t for t in interpreter.get_tensor_details()}
-
-    def tflite(prefix: str) -> np.ndarray:
-        t = next(t for n, t in tensors.items() if n.startswith(prefix) and len(t["shape"]) == 4)
-        q = t["quantization_parameters"]
-        return (interpreter.get_tensor(t["index"]).astype(np.float32) - q["zero_points"][0]) * q["scales"][0]
+    photo, tflite = interpreter_tensors(movenet, lsp_root, "im1010.jpg")
 
     x = torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous()
     with torch.no_grad():
