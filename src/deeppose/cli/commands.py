@@ -64,6 +64,7 @@ def cmd_import_tflite(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.resolve() == Path(args.tflite).resolve():
         raise DeepPoseError(out, "--out is the input file; it is never overwritten")
+    writable_folder(out.parent)  # before reading photos and weights, not after
     batches = []
     if args.calibration_images > 0:
         name, _, split = args.calibration.partition(":")
@@ -75,13 +76,11 @@ def cmd_import_tflite(args: argparse.Namespace) -> int:
         from deeppose.models.movenet_import import import_movenet_pose
 
         model, meta = import_movenet_pose(args.tflite, args.pose_model, batches)
-        writable_folder(out.parent)
         save_checkpoint(out, model, meta)
         print(f"wrote {out}: a {meta.num_joints}-joint pose network at {args.pose_model} px (MoveNet's backbone, "
               f"pyramid and keypoint branch, DSNT read-out); train from it with model.init={out}, or eval it")
         return 0
     state, provenance = import_tflite_backbone(args.tflite, batches)
-    writable_folder(out.parent)
     save_backbone(state, provenance, out)
     print(f"wrote {out} ({len(state)} tensors, {provenance['layers']} convolutions from {provenance['source']}) "
           f"and {out.name}.json; train from it with model.backbone_weights={out} model.padding=tf_same")
