@@ -158,10 +158,16 @@ def whole_image_section(rows: list[dict]) -> list[str]:
            "image, the localizer's box, the localizer's box re-cropped until it converges (the default), and the "
            "annotated box (the ceiling: LSPET's labelled joints' box at 1.33, MPII's person box, LSP's whole image). "
            "\"person in box\": IoU >= 0.5 with the box the box rule draws around the annotated joints. LSPET val: "
-           "the localizer's fixed whole-image "
-           "validation split (excluded from its training; the pose network's training saw these people's crops). "
-           "MPII: the 5 scenes, MPII's joints mapped to LSP's 14.", ""]
+           "the fixed split of 500 whole photos the localizer never trains on (whether the pose network did is "
+           "said per result). MPII: the 5 scenes, MPII's joints mapped to LSP's 14.", ""]
     for r in rows:
+        if r.get("pose_trained_on"):
+            held_out = "held out" if r.get("lspet_val_held_out_from_pose") else "**not** held out (it saw these crops)"
+            out += [f"`{r['benchmark']}` (`{r['checkpoint']}`): the pose network trained on "
+                    f"{', '.join(r['pose_trained_on'])}; LSPET val {held_out}.", ""]
+        else:
+            out += [f"`{r['benchmark']}` (`{r['checkpoint']}`): the result does not record the pose network's "
+                    "training sets (its model card does).", ""]
         for name, table in r["accuracy"].items():
             out += [f"`{r['benchmark']}`, {name} ({next(iter(table.values()))['n_images']} images):", "",
                     *_header("box", "PCK@0.2", "PCP", "person in box", "person found", "pose passes")]

@@ -29,7 +29,7 @@ def test_version_names_the_package_and_the_default_model(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     out = capsys.readouterr().out
-    assert out.startswith(f"deeppose {metadata.version('deeppose')}; default model deeppose_mobilenet_v2_person ")
+    assert out.startswith(f"deeppose {metadata.version('deeppose')}; default model {Path(DEFAULT_MODEL).stem} 20")
 
 
 def _pins(lock: Path) -> dict[str, str]:
