@@ -4,7 +4,7 @@ the command (its start-up, loading the model, reported apart from the run: `pred
 
 The video pans and zooms over one LSPET photo (a moving camera on a person), written with OpenCV at 640 x 480.
 
-    python benchmarks/end_to_end.py --system torch=models/deeppose_mobilenet_v2_person.pt \\
+    python benchmarks/end_to_end.py --system torch=models/deeppose_movenet_person.pt \\
         --system onnx=runs/export/person.onnx --threads 2 --name end_to_end
 """
 

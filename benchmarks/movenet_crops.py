@@ -8,7 +8,7 @@ process of the peers' interpreter (`--peer-python`, a venv with ai-edge-litert: 
 at run time); its 17 COCO keypoints are mapped back through the inverse warp and renamed into LSP-14.
 
     python benchmarks/movenet_crops.py --peer-python runs/peers/bin/python \\
-        --system default=models/deeppose_mobilenet_v2_person.pt --system movenet-start=runs/mn/best.pt
+        --system default=models/deeppose_movenet_person.pt --system movenet-start=runs/mn/best.pt
 Writes benchmarks/results/<name>.json and prints a table.
 """
 

@@ -6,7 +6,7 @@ depend on: see ../shared/peers/README.md), and the parent asks them for timed ro
 the machine's speed falls on all of them alike. The ratio to MoveNet is what to read; absolute times drift here.
 
     python benchmarks/peers_speed.py --peer-python /tmp/peers/bin/python \\
-        --system torch=models/deeppose_mobilenet_v2_person.pt --system onnx=runs/export/person.onnx \\
+        --system torch=models/deeppose_movenet_person.pt --system onnx=runs/export/person.onnx \\
         --system onnx-int8=runs/export/person_int8.onnx --accuracy onnx-int8=reports/int8 --name peers_speed
 """
 

@@ -1,10 +1,10 @@
 """Pose on whole photos: each way of finding the person compared on the same images, the no-person rates, and the
 cost of localization.
 
-    python benchmarks/whole_image.py --checkpoint models/deeppose_mobilenet_v2_person.pt --name whole_image_person
+    python benchmarks/whole_image.py --checkpoint models/deeppose_movenet_person.pt --name whole_image_movenet_person
 
-Sets: the localizer's fixed whole-image validation split of LSPET (excluded from its training; the pose model's
-training saw these people's crops, see the model card), LSP test (images 1001-2000) and the 5 MPII scenes
+Sets: the fixed whole-photo validation split of LSPET (excluded from the localizer's training; whether the pose
+network's was is recorded from its checkpoint's provenance), LSP test (images 1001-2000) and the 5 MPII scenes
 (MPII's 16 joints mapped to LSP's 14). Approaches: no localization (the whole image is the box), the pose model
 re-cropped on its own guesses from the whole image (3 times), the localizer's box, the localizer's box re-cropped
 until it converges (the default), and the annotated box (the ceiling). "person in box": the share of images whose
@@ -12,7 +12,7 @@ box has IoU >= 0.5 with the box the box rule draws around the annotated joints.
 
 No-person: false positives on pictures with nobody in them (synthetic backgrounds, regions of LSPET-val and
 LSP-test photos clear of the annotated person, scikit-image's sample photos of animals and objects, install
-`pip install -e ".[bench]"`) and false negatives on photos of people (LSPET val, LSP test, MPII, scikit-image's
+`pip install -e ".[bench]"`, and the 250 real photos of ../shared/data/negatives/test) and false negatives on photos of people (LSPET val, LSP test, MPII, scikit-image's
 two portraits). Cost: ms per image at batch 1 on 1 and 2 threads, `Predictor.predict` on decoded LSPET-val photos,
 with and without localization, timed in alternation.
 """

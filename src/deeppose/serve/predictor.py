@@ -81,7 +81,7 @@ class Prediction:
 class Predictor(nn.Module):
     """Inference with a stage-1 model or a cascade, and optionally a person localizer in front of it.
 
-    >>> predictor = Predictor.from_checkpoint("models/deeppose_mobilenet_v2_person.pt")  # doctest: +SKIP
+    >>> predictor = Predictor.from_checkpoint("models/deeppose_movenet_person.pt")  # doctest: +SKIP
     >>> result = predictor.predict(image)  # RGB (H, W, 3) uint8: person found, joints in pixels  # doctest: +SKIP
 
     Args:
