@@ -12,9 +12,9 @@ box has IoU >= 0.5 with the box the box rule draws around the annotated joints.
 
 No-person: false positives on pictures with nobody in them (synthetic backgrounds, regions of LSPET-val and
 LSP-test photos clear of the annotated person, scikit-image's sample photos of animals and objects, install
-`pip install -e ".[bench]"`, and the 250 real photos of ../shared/data/negatives/test) and false negatives on photos of people (LSPET val, LSP test, MPII, scikit-image's
-two portraits). Cost: ms per image at batch 1 on 1 and 2 threads, `Predictor.predict` on decoded LSPET-val photos,
-with and without localization, timed in alternation.
+`pip install -e ".[bench]"`, and the 250 real photos of ../shared/data/negatives/test) and false negatives on
+photos of people (LSPET val, LSP test, MPII, scikit-image's two portraits). Cost: ms per image at batch 1 on 1 and
+2 threads, `Predictor.predict` on decoded LSPET-val photos, with and without localization, timed in alternation.
 """
 
 from __future__ import annotations
