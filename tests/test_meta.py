@@ -78,3 +78,16 @@ def test_the_shipped_schema1_files_load(name):
         assert meta.localizer.provenance["config"]["optim"]["lr"] == stored["localizer"]["config"]["lr"]
     else:
         assert meta.kind == "stage1" and meta.model.head == "dsnt" and meta.provenance["epoch"] == stored["epoch"]
+
+
+def test_the_default_held_lspet_val_out_of_both_of_its_networks():
+    """Every figure the model card gives on LSPET val is held out: the pose network trained on LSP train and LSPET
+    train only and was selected on LSPET val; the localizer held out the same 500 photos (`lspet_val_size`, the
+    split `data.lsp.lspet_val_indices` draws for both)."""
+    from deeppose.paths import default_model
+
+    meta = model_from_checkpoint(default_model().with_suffix(".pt"))[1]
+    assert meta.kind == "pipeline" and meta.pose.model.padding == "tf_same"
+    data = meta.pose.provenance["config"]["data"]
+    assert set(data["train"]) <= {"lsp:train", "lspet:train"} and data["val"] == "lspet:val"
+    assert meta.localizer.provenance["config"]["lspet_val_size"] == 500
