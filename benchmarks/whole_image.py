@@ -202,7 +202,7 @@ def cost(pipeline: Predictor, pose: Predictor, images: list[np.ndarray], repeats
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="models/deeppose_movenet_person.pt")
-    parser.add_argument("--name", default="whole_image_person")
+    parser.add_argument("--name", default="whole_image_movenet_person")
     parser.add_argument("--timing-images", type=int, default=50)
     args = parser.parse_args()
     pipeline = Predictor.from_checkpoint(args.checkpoint)
