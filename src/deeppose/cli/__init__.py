@@ -22,7 +22,8 @@ def trains(args: argparse.Namespace) -> bool:
     """Whether a command trains (and so runs on every process under torchrun)."""
     return (args.command in ("train", "compare") and not getattr(args, "report_only", False)
             and not getattr(args, "retime", False)) or (args.command == "demo" and args.train) or \
-        (args.command == "localizer" and args.localizer_command == "train")
+        (args.command == "localizer" and args.localizer_command == "train") or \
+        (args.command == "detector" and args.detector_command == "train")
 
 
 def main(argv: list[str] | None = None) -> int:

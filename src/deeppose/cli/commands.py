@@ -71,6 +71,17 @@ def cmd_import_tflite(args: argparse.Namespace) -> int:
         root = Path(args.root) if args.root else data_root()
         dataset = load_dataset(name, root / name, split or "train")
         batches = photo_batches([s.image_path for s in dataset.samples[: args.calibration_images]], args.size)
+    if args.pose_model and args.detector:
+        raise DeepPoseError(None, "--pose-model and --detector each write a whole network: give one")
+    if args.detector:
+        from deeppose.models.checkpoint import save_checkpoint
+        from deeppose.models.movenet_import import import_movenet_detector
+
+        detector, meta = import_movenet_detector(args.tflite, args.detector, batches)
+        save_checkpoint(out, detector, meta)
+        print(f"wrote {out}: a person detector at {args.detector} px (MoveNet's backbone, pyramid, centre and "
+              f"keypoint-regression branches, scores uncalibrated); train from it with init={out}")
+        return 0
     if args.pose_model:
         from deeppose.models.checkpoint import save_checkpoint
         from deeppose.models.movenet_import import import_movenet_pose
@@ -245,6 +256,27 @@ def cmd_localizer_train(args: argparse.Namespace) -> int:
     row = train_localizer(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty(),
                           stop_after_steps=args.stop_after_steps)
     print(json.dumps(row.summary()))
+    return 0
+
+
+def cmd_detector_train(args: argparse.Namespace) -> int:
+    from deeppose.config import read_config_file
+    from deeppose.train.detector import detector_config, train_detector
+
+    cfg = detector_config(read_config_file(args.config) if args.config else {})
+    row = train_detector(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty(),
+                         stop_after_steps=args.stop_after_steps)
+    print(json.dumps(row.summary()))
+    return 0
+
+
+def cmd_detector_calibrate(args: argparse.Namespace) -> int:
+    from deeppose.train.detector import calibrate_detector
+
+    cal = calibrate_detector(args.checkpoint, args.out, args.root, progress=sys.stderr.isatty())
+    print(f"person score = sigmoid({cal['a']:.3f} * logit + {cal['b']:.3f}) from {cal['n_positive']} people and "
+          f"{cal['n_negative']} false peaks; held-out photos: {cal['missed']:.3f} of people missed, "
+          f"{cal['false_positives']:.3f} of photos with nobody given someone; wrote {args.out}")
     return 0
 
 

@@ -10,6 +10,8 @@ from deeppose.cli.commands import (
     cmd_data_check,
     cmd_data_synth,
     cmd_demo,
+    cmd_detector_calibrate,
+    cmd_detector_train,
     cmd_eval,
     cmd_export,
     cmd_import_tflite,
@@ -174,6 +176,24 @@ def _add_localizer_command(sub: argparse._SubParsersAction) -> None:
     lu.set_defaults(func=cmd_localizer_tune)
 
 
+def _add_detector_command(sub: argparse._SubParsersAction) -> None:
+    """`deeppose detector`."""
+    det = sub.add_parser("detector", help="the person detector: train it on mosaics and photos with nobody, "
+                                          "calibrate its scores")
+    det_sub = det.add_subparsers(dest="detector_command", required=True)
+    dt = det_sub.add_parser("train", help="train the detector (resumable)")
+    dt.add_argument("--config", help="YAML/JSON detector config (default: built-in defaults)")
+    dt.add_argument("--out", required=True, help="run folder")
+    dt.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    dt.add_argument("--stop-after-steps", type=int, default=0, help="stop with a checkpoint after N steps")
+    dt.set_defaults(func=cmd_detector_train)
+    dc = det_sub.add_parser("calibrate", help="fit each person's score calibration on held-out photos")
+    dc.add_argument("--checkpoint", required=True, help="a detector run's best.pt")
+    dc.add_argument("--out", required=True, help="the calibrated detector checkpoint to write")
+    dc.add_argument("--root", help="folder holding lsp/, lspet/ and negatives/ (default: $DEEPPOSE_DATA)")
+    dc.set_defaults(func=cmd_detector_calibrate)
+
+
 def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     """`deeppose compare`."""
     cmp = sub.add_parser("compare", help="train, score and time every head of a comparison spec on LSP (resumable)")
@@ -218,6 +238,9 @@ def _add_import_command(sub: argparse._SubParsersAction) -> None:
     im.add_argument("--pose-model", type=int, metavar="SIZE",
                     help="instead: write a whole pose network checkpoint (.pt) at this input size (MoveNet's: 192): "
                          "the backbone, MoveNet's pyramid and keypoint branch, DSNT on LSP's 14 joints (model.init)")
+    im.add_argument("--detector", type=int, metavar="SIZE",
+                    help="instead: write a person detector checkpoint (.pt) at this input size (MoveNet's: 192): the "
+                         "backbone, pyramid, person-centre and keypoint-regression branches (detector init)")
     im.set_defaults(func=cmd_import_tflite)
 
 
@@ -249,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deeppose {__version__}; {default_model_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data_command, _add_train_command, _add_eval_command, _add_predict_command,
-                _add_serve_command, _add_localizer_command, _add_compare_command, _add_ship_command,
+                _add_serve_command, _add_localizer_command, _add_detector_command, _add_compare_command, _add_ship_command,
                 _add_export_command, _add_import_command, _add_demo_command):
         add(sub)
     return parser

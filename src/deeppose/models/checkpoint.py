@@ -89,8 +89,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_meta(meta: ModelMeta) -> nn.Module:
-    """Build (untrained) the model a checkpoint describes: a regressor, a cascade, a person localizer, or a
-    pipeline (a localizer in front of a pose model)."""
+    """Build (untrained) the model a checkpoint describes: a regressor, a cascade, a person localizer or detector,
+    or a pipeline (a localizer or detector in front of a pose model)."""
     from deeppose.models.factory import create_model
 
     if meta.kind == "pipeline":
@@ -110,6 +110,10 @@ def model_from_meta(meta: ModelMeta) -> nn.Module:
         from deeppose.models.localizer import PersonLocalizer
 
         return PersonLocalizer(network)
+    if meta.kind == "detector":
+        from deeppose.models.detector import PersonDetector
+
+        return PersonDetector(network)
     return network
 
 

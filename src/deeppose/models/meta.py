@@ -5,7 +5,8 @@
     meta_from_dict(d)        # back, upgrading what older versions wrote (`UPGRADES`)
 
 Kinds: "stage1" (a regressor), "refiner" (a cascade stage s >= 2 as trained alone), "cascade" (stage 1 and its
-refiners), "localizer" (the person localizer), "pipeline" (a localizer in front of a pose model).
+refiners), "localizer" (the one-person localizer), "detector" (the person detector), "pipeline" (a localizer or a
+detector in front of a pose model: its `localizer` part is whichever finds the people).
 Schema history: 1 (no "schema" key) kept every field flat, the architecture as a loose dict whose missing keys
 meant the defaults of the day; 2 is this module's dataclasses.
 """
@@ -24,7 +25,7 @@ from deeppose.config import ModelConfig
 from deeppose.skeleton import get_skeleton
 
 SCHEMA_VERSION = 2
-KINDS = ("stage1", "refiner", "cascade", "localizer", "pipeline")
+KINDS = ("stage1", "refiner", "cascade", "localizer", "detector", "pipeline")
 # What a schema-1 architecture dict meant by a missing key: the create_model defaults of that time.
 LEGACY_MODEL_DEFAULTS = {"head": "fc", "width": 1.0, "dropout": None, "stride": 32, "top_stride": 32, "reduce": 128,
                          "hidden": 0, "freeze_bn": False, "channels_last": False, "score": False, "refine": False}
