@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deeppose {__version__}; {default_model_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data_command, _add_train_command, _add_eval_command, _add_predict_command,
-                _add_serve_command, _add_localizer_command, _add_detector_command, _add_compare_command, _add_ship_command,
-                _add_export_command, _add_import_command, _add_demo_command):
+                _add_serve_command, _add_localizer_command, _add_detector_command, _add_compare_command,
+                _add_ship_command, _add_export_command, _add_import_command, _add_demo_command):
         add(sub)
     return parser

@@ -107,7 +107,8 @@ class MosaicDataset(SeededDataset):
 
     def person_tile(self, rng: np.random.Generator, index: int, side: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A tile of photo `index`: ((side, side, 3) uint8, (K, 2) its person's joints in tile pixels, (K,) labelled)."""
+        """A tile of photo `index`: ((side, side, 3) uint8, (K, 2) its person's joints in tile pixels, (K,)
+        labelled)."""
         sample = self.dataset.samples[index]
         image = read_image(sample.image_path)
         h, w = image.shape[:2]

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from deeppose.config import ModelConfig, OptimConfig, build_config
 from deeppose.data.io import read_image
@@ -28,13 +27,13 @@ from deeppose.data.mosaic import Mosaic, MosaicDataset
 from deeppose.data.sample import PoseDataset
 from deeppose.errors import DeepPoseError
 from deeppose.geometry import augmentation_matrix, square_box, warp_image, whole_image_box
-from deeppose.models.checkpoint import init_from_checkpoint
+from deeppose.models.checkpoint import init_from_checkpoint, model_from_checkpoint, save_checkpoint
 from deeppose.models.detector import PersonDetector
 from deeppose.models.factory import create_model
 from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.paths import data_root
 from deeppose.serve.detect import read_people
-from deeppose.serve.localize import person_in_box
+from deeppose.serve.localize import FOUND_THRESHOLD, calibrate_presence, person_in_box
 from deeppose.train.localizer import whole_image_splits
 from deeppose.train.loop import FitResult, check_run_folder, run_task
 from deeppose.train.run import Schedule, StageTask
@@ -153,7 +152,8 @@ def detector_meta(cfg: DetectorConfig, skeleton: str, num_joints: int) -> ModelM
     """What a detector checkpoint says about its model: the architecture, the box rule (uncalibrated) and the
     run's config as provenance."""
     return ModelMeta("detector", skeleton, num_joints, cfg.input_size,
-                     model=replace(cfg.model, init="", backbone_weights=""), box_rule=BoxRule(cfg.mosaic.zoom.box_scale),
+                     model=replace(cfg.model, init="", backbone_weights=""),
+                     box_rule=BoxRule(cfg.mosaic.zoom.box_scale),
                      provenance={"config": json.loads(json.dumps(asdict(cfg)))})
 
 
@@ -238,3 +238,62 @@ def train_detector(cfg: DetectorConfig, out: str | Path, resume: bool = False, p
                                                cfg.negatives_val_size)
     torch.manual_seed(cfg.seed)
     return run_task(detector_task(cfg, people, nobody), schedule, out, resume, stop_after_steps, progress)
+
+
+def held_out_peaks(model: PersonDetector, people: PoseDataset, nobody: list[Path], box_scale: float,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The detector's candidates on held-out whole photos, as calibration data: ((N,) logits, (N,) labels: 1 for
+    the strongest candidate whose box holds a photo's annotated person, 0 for every candidate on a photo with
+    nobody), and (len(people),) the logit of each annotated person's candidate (-inf: none holds it).
+
+    Other candidates on photos of people are left out: they may be people nobody annotated.
+    """
+    from tqdm import tqdm
+
+    logits, labels, person_logit = [], [], []
+    for lo in tqdm(range(0, len(people), 100), desc="photos of people", disable=not progress, unit="chunk"):
+        samples = people.samples[lo:lo + 100]
+        z, d, a = detector_maps(model, [read_image(s.image_path) for s in samples])
+        for s, zi, di, ai in zip(samples, z, d, a):
+            p = read_people(zi, di, ai, 1.0, 0.0, model.stride, box_scale, floor=0.01)
+            holds = person_in_box(p.boxes, np.repeat(s.joints[None], len(p), 0), np.repeat(s.labelled[None], len(p), 0))
+            best = float(p.logits[holds].max()) if holds.any() else -np.inf
+            person_logit.append(best)
+            if holds.any():
+                logits.append(best)
+                labels.append(1.0)
+    for lo in tqdm(range(0, len(nobody), 100), desc="photos with nobody", disable=not progress, unit="chunk"):
+        z, d, a = detector_maps(model, [read_image(p) for p in nobody[lo:lo + 100]])
+        for zi, di, ai in zip(z, d, a):
+            p = read_people(zi, di, ai, 1.0, 0.0, model.stride, box_scale, floor=0.01)
+            logits += p.logits.tolist()
+            labels += [0.0] * len(p)
+    return np.asarray(logits), np.asarray(labels), np.asarray(person_logit)
+
+
+def calibrate_detector(checkpoint: str | Path, out: str | Path, root: str | Path | None = None,
+                       progress: bool = False) -> dict[str, Any]:
+    """Fit the per-person score's Platt scaling (`localize.calibrate_presence`) on the training run's held-out
+    photos (`held_out_peaks`: LSPET val's annotated people against every candidate on the held-out photos with
+    nobody) and write the detector with it to `out`.
+
+    Returns:
+        {"a", "b", "n_positive", "n_negative", "missed": share of the held-out annotated people with no candidate
+        scored >= 0.5 holding them, "false_positives": share of held-out photos with nobody given someone}.
+    """
+    model, meta = model_from_checkpoint(checkpoint)
+    if meta.kind != "detector":
+        raise DeepPoseError(checkpoint, "not a person detector checkpoint")
+    cfg = detector_config(meta.provenance["config"])
+    people, nobody = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size,
+                                     cfg.lspet_val_size, cfg.negatives_val_size)
+    rule = meta.box_rule or BoxRule()
+    logits, labels, person_logit = held_out_peaks(model, people["lspet_val"], nobody["val"], rule.box_scale, progress)
+    cal = calibrate_presence(logits, labels)
+    threshold = (np.log(FOUND_THRESHOLD / (1 - FOUND_THRESHOLD)) - cal["b"]) / cal["a"]
+    z, _, _ = detector_maps(model, [read_image(p) for p in nobody["val"]])
+    cal.update(missed=float((person_logit < threshold).mean()),
+               false_positives=float((z.reshape(len(z), -1).max(axis=1) >= threshold).mean()))
+    calibrated = replace(meta, box_rule=replace(rule, a=cal["a"], b=cal["b"]))
+    save_checkpoint(out, model, calibrated.with_provenance(calibration={**cal, "data": "lspet:val, negatives:val"}))
+    return cal
