@@ -27,6 +27,7 @@ from common import write_result
 from deeppose.config import DataConfig
 from deeppose.data import load_dataset
 from deeppose.data.sample import PoseDataset
+from deeppose.eval.boxes import predict_boxes
 from deeppose.eval.report import score
 from deeppose.paths import data_root
 from deeppose.serve.predictor import Predictor
@@ -83,8 +84,8 @@ def main() -> int:
             s = score(predictor.predict_dataset(dataset, progress=sys.stderr.isatty()), dataset)
             row[key] = {"pck@0.2": s["pck"]["0.2"], "pcp": s["pcp"]["mean"], "n_joints": s["n_joints"]}
         finder = Predictor.from_checkpoint(run / args.checkpoint, localizer=args.localizer)
-        found = finder.predict_boxes(sets["lspet_val"], "found")
-        s = score(np.stack([r.joints for r in found]), sets["lspet_val"])
+        found = predict_boxes(finder, sets["lspet_val"], "found")
+        s = score(np.stack([r.joints for r, _ in found]), sets["lspet_val"])
         row["lspet_val_found"] = {"pck@0.2": s["pck"]["0.2"], "pcp": s["pcp"]["mean"], "n_joints": s["n_joints"]}
         rows[label] = row
         print(f"{label:28s} LSPET val {row['lspet_val']['pck@0.2']:.3f} (found box {s['pck']['0.2']:.3f})  multi "

@@ -36,7 +36,7 @@ from deeppose.eval.report import score
 from deeppose.geometry import centre_box, corner_box, joints_box
 from deeppose.paths import data_root
 from deeppose.serve.localize import annotated_box, person_in_box, recrop_until_converged
-from deeppose.serve.predictor import Prediction, Predictor
+from deeppose.serve.predictor import Person, Prediction, Predictor
 from deeppose.skeleton import get_skeleton
 from deeppose.train.localizer import localizer_config, whole_image_splits
 
@@ -77,10 +77,10 @@ def summarize(results: list[Prediction], dataset: PoseDataset) -> dict:
 def self_recrop(pose: Predictor, images: list[np.ndarray], recrops: int = 3) -> list[Prediction]:
     """The pose model alone, starting from the whole image and re-cropped on its own guesses."""
     first = np.stack([centre_box(*p.box) for p in pose.predict_images(images)])
-    r = recrop_until_converged(lambda idx, b: pose.pose_in_boxes([images[i] for i in idx], b), first, recrops)
-    return [Prediction(r.joints[i, -1], r.joints[i], r.confidence[i], np.array(corner_box(r.boxes[i])), "found",
-                       None, None,
-                       int(r.iterations[i])) for i in range(len(images))]
+    r = recrop_until_converged(lambda idx, b: pose.pose([images[i] for i in idx], b), first, recrops)
+    people = [Person(r.joints[i, -1], r.joints[i], r.confidence[i], np.array(corner_box(r.boxes[i])), "found", None,
+                     int(r.iterations[i])) for i in range(len(images))]
+    return [Prediction([p], p, None) for p in people]
 
 
 def accuracy(pipeline: Predictor, pose: Predictor, sets: dict[str, PoseDataset]) -> dict:

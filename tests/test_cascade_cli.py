@@ -74,7 +74,7 @@ def test_predict_with_fewer_stages(cascade_run, synthetic_root, tmp_path):
     predictor = Predictor.from_checkpoint(cascade_run / "cascade.pt")
     from deeppose.data.io import read_image
 
-    every = predictor.predict_image(read_image(image), all_stages=True)
+    every = predictor.predict(read_image(image)).stages
     assert every.shape == (3, 14, 2)
     assert np.allclose(every[0], [[j["x"], j["y"]] for j in one["joints"]], atol=1e-3)
     assert np.allclose(every[2], [[j["x"], j["y"]] for j in three["joints"]], atol=1e-3)
@@ -87,10 +87,10 @@ def test_flip_test_of_a_cascade_is_symmetric(cascade_run):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=g)
     sources = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=g)
-    from deeppose.serve.predictor import mirror_joints
+    from deeppose.serve.pose import mirror_joints
 
-    a = predictor.all_stages(images, sources)
-    b = mirror_joints(predictor.all_stages(images.flip(-1), sources.flip(-1)), predictor.skeleton)
+    a = predictor.pose.normalized(images, sources)[0]
+    b = mirror_joints(predictor.pose.normalized(images.flip(-1), sources.flip(-1))[0], predictor.skeleton)
     assert a.shape == (2, 3, 14, 2) and torch.allclose(a, b, atol=1e-5)
 
 

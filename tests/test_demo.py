@@ -31,21 +31,24 @@ def test_demo_rejects_a_non_positive_budget(tmp_path, capsys):
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_photo_demo_finds_the_people_and_nobody(shared_data, tmp_path, capsys):
-    """The shipped model on the demo's photos: a person in every photo of people, nobody in the two without."""
+    """The shipped model on the demo's photos: someone in every photo of people, several people in the photos of
+    several, nobody in the three without."""
     out = tmp_path / "photos"
     assert main(["demo", "--out", str(out)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "found" in ln]
-    assert len(lines) == 13 and (out / "sheet.png").is_file() and (out / "12.json").is_file()
+    assert len(lines) == 16 and (out / "sheet.png").is_file() and (out / "15.json").is_file()
     import jsonschema
 
     from deeppose.serve.records import SCHEMA
 
     schema = json.loads(SCHEMA.read_text())
-    records = [json.loads((out / f"{k:02d}.json").read_text()) for k in range(13)]
+    records = [json.loads((out / f"{k:02d}.json").read_text()) for k in range(16)]
     for record in records:
         jsonschema.validate(record, schema)
-    assert records[0]["image"].endswith("im1008.jpg") and "image" not in records[12]
-    assert [r["person_found"] for r in records[11:]] == [False, False]
-    people, nobody = lines[:11], lines[11:]
-    assert sum("person found" in ln for ln in people) >= 10
+    assert records[0]["image"].endswith("im1008.jpg") and "image" not in records[15]
+    assert [r["person_found"] for r in records[13:]] == [False, False, False]
+    assert all(r["people"] == [] for r in records[13:])
+    people, nobody = lines[:13], lines[13:]
+    assert sum(" found (best person_score" in ln for ln in people) >= 12
+    assert all(len(r["people"]) >= 2 for r in records[11:13])  # the two photos of several people
     assert all("nobody found" in ln for ln in nobody)

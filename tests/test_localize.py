@@ -305,7 +305,7 @@ def test_eval_scores_found_and_annotated_boxes(synthetic_root, tmp_path, capsys)
     assert found["boxes"]["source"] == "found" and annotated["boxes"]["source"] == "annotated"
     assert main(["eval", "--checkpoint", str(pose), "--dataset", "synthetic", "--root", str(synthetic_root),
                  "--split", "test", "--out", str(tmp_path / "r2"), "--boxes", "found"]) == 2
-    assert "needs a person localizer" in capsys.readouterr().err
+    assert "needs a person detector or localizer" in capsys.readouterr().err
 
 
 def _tiny_run_config(**kw) -> LocalizerConfig:

@@ -105,8 +105,8 @@ def _wait_for_answer(browser: Any) -> str:
     return browser.find_element("id", "status").get_attribute("data-state")
 
 
-def _page_joints(browser: Any) -> list[dict[str, Any]]:
-    rows = browser.find_elements("css selector", "#joints tbody tr")
+def _page_joints(browser: Any, person: int = 0) -> list[dict[str, Any]]:
+    rows = browser.find_elements("css selector", f"#person-{person} tbody tr")
     return [{"name": r.get_attribute("data-name"), "x": float(r.get_attribute("data-x")),
              "y": float(r.get_attribute("data-y")), "confidence": float(r.get_attribute("data-confidence"))}
             for r in rows]
@@ -123,18 +123,19 @@ def _confidence_rgb(c: float) -> np.ndarray:
     return np.array(colorsys.hls_to_rgb(round(120 * c) / 360, 0.42, 0.8)) * 255
 
 
-def _check_drawing(browser: Any, pose: dict[str, Any]) -> int:
-    """The canvas holds the photo with each joint's disc in its confidence colour; returns the discs checked (those
-    no later disc covers)."""
+def _check_drawing(browser: Any, answer: dict[str, Any]) -> int:
+    """The canvas holds the photo with each person's joints' discs in their confidence colours (people drawn in
+    order); returns the discs checked (those no later disc covers)."""
     data = browser.execute_script("return document.getElementById('canvas').toDataURL('image/png');")
     canvas = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",")[1]), np.uint8),
                                        cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(float)
     scale = float(browser.find_element("id", "canvas").get_attribute("data-scale"))
-    assert canvas.shape[:2] == (round(pose["height"] * scale), round(pose["width"] * scale))
-    t = max(2.0, min(pose["width"], pose["height"]) / 110)
-    joints = np.array([[j["x"], j["y"]] for j in pose["joints"]])
+    assert canvas.shape[:2] == (round(answer["height"] * scale), round(answer["width"] * scale))
+    t = max(2.0, min(answer["width"], answer["height"]) / 110)
+    drawn = [j for person in answer["people"] for j in person["joints"]]
+    joints = np.array([[j["x"], j["y"]] for j in drawn])
     checked = 0
-    for k, joint in enumerate(pose["joints"]):
+    for k, joint in enumerate(drawn):
         later = np.linalg.norm(joints[k + 1:] - joints[k], axis=1)
         if (later < 1.4 * t * 1.2).any():
             continue  # another disc is drawn over this one
@@ -154,9 +155,13 @@ def test_a_photo_picked_in_the_page_shows_the_apis_joints(server, browser, lsp_r
     browser.save_screenshot(str(ARTIFACTS / "serve_page.png"))
     assert state == "done", browser.find_element("id", "status").text
     api = _api(server, photo)
-    assert _page_joints(browser) == api["joints"]  # the very numbers, joint by joint
+    assert _page_joints(browser) == api["joints"] == api["people"][0]["joints"]  # the very numbers, joint by joint
+    for k, person in enumerate(api["people"]):  # a table per person
+        assert _page_joints(browser, k) == person["joints"]
+    assert not browser.find_elements("id", f"person-{len(api['people'])}")
     assert _check_drawing(browser, api) >= 8
-    assert "person found" in browser.find_element("id", "summary").text
+    n = len(api["people"])
+    assert f"{n} {'person' if n == 1 else 'people'} found" in browser.find_element("id", "summary").text
 
 
 def test_a_dropped_photo_and_a_dropped_broken_file(server, browser, lsp_root):

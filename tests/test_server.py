@@ -73,7 +73,7 @@ def test_the_answer_is_predicts_json_for_the_same_photo(predictor, photo):
     record = answer.json()
     jsonschema.validate(record, json.loads(SCHEMA.read_text()))
     image = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-    assert record == {"image": photo.name, **json.loads(json.dumps(prediction_record(predictor.predict_file(photo),
+    assert record == {"image": photo.name, **json.loads(json.dumps(prediction_record(predictor.predict(photo),
                                                                                         predictor, image)))}
     assert record["box_source"] == "found"
 

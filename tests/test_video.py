@@ -1,4 +1,4 @@
-"""Pose on video: the One-Euro filter, a synthetic clip end to end, and a corrupt file."""
+"""Pose on video: the One-Euro filter, tracking people who cross, a synthetic clip end to end, and a corrupt file."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deeppose.cli import main
-from deeppose.serve.video import OneEuro, OneEuroFilter
+from deeppose.serve.track import OneEuro, OneEuroFilter, Tracker, match_boxes
 
 
 def test_the_one_euro_filter_passes_a_constant_and_damps_jitter():
@@ -76,14 +76,60 @@ def tiny_pipeline(tmp_path_factory):
 
 
 def test_a_box_carried_out_of_the_frame_is_looked_for_again(tiny_pipeline):
-    from dataclasses import replace
-
-    from deeppose.serve.predictor import Predictor
-    from deeppose.serve.video import track_frame
+    from deeppose.serve.predictor import Person, Predictor
+    from deeppose.serve.track import Track
 
     predictor = Predictor.from_checkpoint(tiny_pipeline)
     frame = np.full((80, 96, 3), 40, np.uint8)
-    first = track_frame(predictor, frame, None)
-    gone = replace(first, joints=first.joints + 1000.0, person_found=True)  # the last pose far outside the frame
-    again = track_frame(predictor, frame, gone)
-    assert again.box_source == "found"
+    tracker = Tracker(predictor, redetect_every=100)
+    tracker(frame, 0.1)
+    far = np.full((14, 2), 1000.0)  # the last pose far outside the frame
+    tracker.tracks = {7: Track(Person(far, far[None], np.ones(14), np.array([990.0, 990, 20, 20]), "found", 0.9, 1),
+                               tracker.frames - 1, np.zeros(2), None)}
+    assert tracker(frame, 0.1).box_source == "found"
+
+
+def test_boxes_are_matched_by_overlap_greedily():
+    previous = np.array([[10, 10, 10, 10], [40, 10, 10, 10]], float)
+    current = np.array([[41, 10, 10, 10], [200, 200, 5, 5], [11, 10, 10, 10]], float)
+    assert match_boxes(previous, current) == {0: 1, 2: 0}
+    assert match_boxes(previous, np.zeros((0, 4))) == {}
+
+
+class ScriptedPeople:
+    """A stand-in for the pipeline on a synthetic clip: frame t holds the people of `script[t]` (their boxes,
+    [x, y, w, h]), found exactly; where two overlap, only the first is found (as non-maximum suppression keeps one
+    of two people on top of each other)."""
+
+    def __init__(self, script):
+        from deeppose.models.meta import BoxRule
+
+        self.script, self.t = script, 0
+        self.box_rule, self.finder = BoxRule(), object()
+
+    def predict(self, frame):
+        from deeppose.serve.predictor import Person, Prediction
+
+        boxes = self.script[self.t]
+        self.t += 1
+        people = []
+        for box in boxes:
+            b = np.asarray(box, float)
+            joints = np.array([[b[0] + 0.25 * b[2], b[1] + 0.25 * b[3]], [b[0] + 0.75 * b[2], b[1] + 0.75 * b[3]]])
+            people.append(Person(joints, joints[None], np.ones(2), b, "found", 0.9, 1))
+        return Prediction(people, people[0], True)
+
+
+def test_two_people_who_cross_keep_their_ids():
+    # A walks right, B walks left, on the same line; for 3 frames in the middle they overlap and one is found
+    frames = []
+    for t in range(21):
+        a, b = [10 + 8 * t, 40, 30, 60], [170 - 8 * t, 40, 30, 60]
+        frames.append([a] if 9 <= t <= 11 else [a, b])
+    tracker = Tracker(ScriptedPeople(frames), redetect_every=1)
+    ids = []
+    for _ in frames:
+        result = tracker(np.zeros((120, 200, 3), np.uint8), 0.1)
+        ids.append({p.track_id: p.box[0] for p in result.people})
+    assert set(ids[0]) == {0, 1} and tracker.next_id == 2  # nobody new: the hidden person's track waited
+    assert ids[0][0] < ids[0][1] and ids[-1][0] > ids[-1][1]  # track 0 (A, left at first) ends on the right

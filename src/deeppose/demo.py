@@ -31,11 +31,14 @@ from deeppose.files import write_json
 from deeppose.geometry import corner_box
 from deeppose.serve.batch import predict_dataset
 from deeppose.serve.predictor import Prediction, Predictor
-from deeppose.serve.records import prediction_record
+from deeppose.serve.records import prediction_picture, prediction_record
 from deeppose.train import distributed
 from deeppose.train.loop import fit
-from deeppose.visualize import contact_sheet, draw_box, draw_pose, save_image
+from deeppose.visualize import contact_sheet, save_image
 
+# data/multi photos of several people, and a photo of data/negatives/test (a cat), in the photo demo
+MULTI_PHOTOS = ("coco_000000196141.jpg", "aic_ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg")
+NOBODY_PHOTO = "inet_n02124075_Egyptian_cat.jpg"
 DEMO_OVERRIDES = ["data.train=[synthetic:train]", "data.val_size=200", "data.num_workers=0",
                   "data.augment.rotation_deg=20", "data.augment.scale=[0.85,1.2]", "model.arch=small",
                   "model.channels_last=false", "optim.lr=2e-3", "optim.batch_size=64", "optim.warmup_steps=50",
@@ -94,7 +97,8 @@ def run_demo(out: str | Path, epochs: int = 30, seed: int = 0, input_size: int =
 
 def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray, Path | None]]:
     """The photo demo's pictures: (caption, RGB image, its file, None for a made picture) for 3 LSP test images, 3
-    whole LSPET photos of the held-out split, the 5 MPII scenes, and 2 pictures with nobody in them."""
+    whole LSPET photos of the held-out split, the 5 MPII scenes, 2 photos of several people (data/multi), and 3
+    pictures with nobody in them (a real photo of data/negatives/test, a part of a photo, a synthetic one)."""
     from deeppose.data.whole_image import ZoomOut, clear_region, synthetic_background
     from deeppose.geometry import joints_box
     from deeppose.train.localizer import whole_image_splits
@@ -107,6 +111,11 @@ def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray, Path |
                for i in (5, 120, 333)]
     mpii = load_dataset("mpii", root / "mpii", "all")
     photos += [(f"mpii {s.image_id}", read_image(s.image_path), s.image_path) for s in mpii.samples]
+    for name in MULTI_PHOTOS:
+        path = root / "multi" / "images" / name
+        photos.append((f"multi {Path(name).stem[:24]}", read_image(path), path))
+    negative = root / "negatives" / "test" / NOBODY_PHOTO
+    photos.append((f"nobody: {NOBODY_PHOTO}", read_image(negative), negative))
     rng = np.random.default_rng(seed)
     for s in lspet_val.samples[400:]:
         image = read_image(s.image_path)
@@ -122,30 +131,30 @@ def demo_photos(root: Path, seed: int = 0) -> list[tuple[str, np.ndarray, Path |
 
 
 def describe(caption: str, result: Prediction) -> str:
-    """One line for one picture of the demo."""
+    """One line for one picture of the demo: how many people were found, and the best one's score and box."""
     x, y, w, h = result.box
     if result.person_found:
-        return (f"{caption:<34} person found  (person_score {result.person_score:.2f}), box {x:.0f},{y:.0f},"
-                f"{w:.0f},{h:.0f}, {result.passes} pose passes")
-    return f"{caption:<34} nobody found  (person_score {result.person_score:.2f})"
+        n = len(result.people)
+        return (f"{caption:<34} {n} {'person' if n == 1 else 'people'} found (best person_score "
+                f"{result.person_score:.2f}, box {x:.0f},{y:.0f},{w:.0f},{h:.0f}, {result.passes} pose passes)")
+    return f"{caption:<34} nobody found  (best person_score {result.person_score:.2f})"
 
 
 def run_photo_demo(out: str | Path, checkpoint: str | Path, root: str | Path, seed: int = 0) -> list[Prediction]:
-    """The shipped model on `demo_photos`: a line per picture, out/sheet.png (boxes and skeletons, green where a
-    person was found, red where nobody was) and out/<n>.json per picture, in the prediction schema
-    (`serve.records.prediction_record`; "image" the picture's file where it is one)."""
+    """The shipped model on `demo_photos`: a line per picture, out/sheet.png (everyone's boxes and skeletons, one
+    colour per person where there are several; a red box where nobody was found) and out/<n>.json per picture, in
+    the prediction schema (`serve.records.prediction_record`; "image" the picture's file where it is one)."""
     out = Path(out)
     predictor = Predictor.from_checkpoint(checkpoint)
     if not predictor.has_localizer:
-        raise ValueError(f"{checkpoint}: the photo demo needs a model with a person localizer")
+        raise ValueError(f"{checkpoint}: the photo demo needs a model with a person detector")
     photos = demo_photos(Path(root), seed)
     results = predictor.predict_images([im for _, im, _ in photos])
     tiles, captions = [], []
     for k, ((caption, image, file), r) in enumerate(zip(photos, results)):
         print(describe(caption, r))
-        shown = np.full(predictor.skeleton.num_joints, bool(r.person_found))
-        tiles.append(draw_box(draw_pose(image, r.joints, shown, predictor.skeleton), r.box, bool(r.person_found)))
-        captions.append(f"{caption} ({r.person_score:.2f})")
+        tiles.append(prediction_picture(image, r, predictor.skeleton))
+        captions.append(f"{caption} ({len(r.people)}: {r.person_score:.2f})")
         record = prediction_record(r, predictor, image)
         write_json(out / f"{k:02d}.json", record if file is None else {"image": str(Path(file).resolve()), **record})
     save_image(out / "sheet.png", contact_sheet(tiles, columns=5, tile_size=240, captions=captions))

@@ -21,15 +21,25 @@ def limb_colours(skeleton: Skeleton) -> list[tuple[int, int, int]]:
     return [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(n)]
 
 
+def person_colour(index: int) -> tuple[int, int, int]:
+    """The RGB colour of the index-th person of a picture (tab10, cycling), the same in every picture and on the
+    server's page."""
+    import matplotlib
+
+    return tuple(int(255 * c) for c in matplotlib.colormaps["tab10"](index % 10)[:3])
+
+
 def draw_pose(image: np.ndarray, joints: np.ndarray, labelled: np.ndarray, skeleton: Skeleton,
-              visible: np.ndarray | None = None, thickness: int | None = None) -> np.ndarray:
-    """Draw a stick figure, each limb in its own colour.
+              visible: np.ndarray | None = None, thickness: int | None = None,
+              colour: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Draw a stick figure, each limb in its own colour (or all in `colour`: one person among several).
 
     Args:
         image: (H, W, 3) uint8 RGB (not modified).
         joints: (K, 2) pixels.
         labelled: (K,) bool; limbs with an unlabelled endpoint are not drawn.
         visible: (K,) bool or None; occluded joints are drawn as hollow circles.
+        colour: RGB of every limb (None: `limb_colours`).
 
     Returns:
         (H, W, 3) uint8 RGB copy with the figure drawn.
@@ -37,7 +47,7 @@ def draw_pose(image: np.ndarray, joints: np.ndarray, labelled: np.ndarray, skele
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
     t = thickness or max(1, round(min(h, w) / 100))
-    colours = limb_colours(skeleton)
+    colours = limb_colours(skeleton) if colour is None else [colour] * (len(skeleton.limbs) + len(skeleton.bones))
     shift = 4
     pt = lambda p: (int(round(float(p[0]) * 16)), int(round(float(p[1]) * 16)))  # noqa: E731
     segments = [(limb.a, limb.b) for limb in skeleton.limbs] + [((a,), (b,)) for a, b in skeleton.bones]
@@ -54,15 +64,20 @@ def draw_pose(image: np.ndarray, joints: np.ndarray, labelled: np.ndarray, skele
     return out
 
 
-def draw_box(image: np.ndarray, box: np.ndarray, found: bool = True) -> np.ndarray:
-    """Draw a person box [x, y, w, h] (pixels from the top-left corner) on a copy of an RGB image: green where a
-    person was found, red where nobody was."""
+def draw_box(image: np.ndarray, box: np.ndarray, found: bool = True, colour: tuple[int, int, int] | None = None,
+             label: str = "") -> np.ndarray:
+    """Draw a person box [x, y, w, h] (pixels from the top-left corner) on a copy of an RGB image: in `colour`, else
+    green where a person was found and red where nobody was; `label` written above its top-left corner."""
     out = np.ascontiguousarray(image.copy())
     t = max(1, round(min(out.shape[:2]) / 150))
     lo = np.round(np.asarray(box[:2], np.float64) * 16).astype(int)  # the first and last pixel of each side
     hi = np.round((np.asarray(box[:2], np.float64) + np.asarray(box[2:], np.float64) - 1) * 16).astype(int)
-    cv2.rectangle(out, (int(lo[0]), int(lo[1])), (int(hi[0]), int(hi[1])), (40, 220, 40) if found else (230, 40, 40),
-                  t, cv2.LINE_AA, 4)
+    colour = colour or ((40, 220, 40) if found else (230, 40, 40))
+    cv2.rectangle(out, (int(lo[0]), int(lo[1])), (int(hi[0]), int(hi[1])), colour, t, cv2.LINE_AA, 4)
+    if label:
+        scale = max(0.4, min(out.shape[:2]) / 600)
+        origin = (int(max(lo[0] // 16, 0)), int(max(lo[1] // 16 - 4, 12)))
+        cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, max(1, t), cv2.LINE_AA)
     return out
 
 

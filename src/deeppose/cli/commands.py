@@ -198,13 +198,15 @@ def _predictor(args: argparse.Namespace):  # noqa: ANN202 (Predictor imported la
 
         torch.set_num_threads(args.threads)
     return Predictor.from_checkpoint(checkpoint, flip=args.flip, stages=args.stages, localizer=args.localizer,
-                                     localize=not args.no_localize, recrops=args.recrops, threads=args.threads)
+                                     localize=not args.no_localize, recrops=args.recrops, threads=args.threads,
+                                     max_people=args.max_people)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from deeppose.serve.files import plan_job, predict_files, read_boxes
     from deeppose.serve.images import parse_box
-    from deeppose.serve.video import VIDEO_SUFFIXES, OneEuro, predict_video
+    from deeppose.serve.track import OneEuro
+    from deeppose.serve.video import VIDEO_SUFFIXES, predict_video
 
     videos = [i for i in args.inputs if i.isdigit() or "://" in i or Path(i).suffix.lower() in VIDEO_SUFFIXES]
     images = [i for i in args.inputs if i not in videos]
@@ -217,8 +219,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     writable_folder(args.out)
     for video in videos:
         done = predict_video(predictor, int(video) if video.isdigit() else video, args.out,
-                             None if args.no_smooth else OneEuro(), args.max_frames, progress=sys.stderr.isatty())
-        print(f"{video}: {done['frames']} frames at {done['fps']:g} frames/s -> {done['mp4']}, {done['jsonl']}")
+                             None if args.no_smooth else OneEuro(), args.max_frames, progress=sys.stderr.isatty(),
+                             redetect_every=args.redetect_every)
+        print(f"{video}: {done['frames']} frames at {done['fps']:g} frames/s, {done['tracks']} "
+              f"{'track' if done['tracks'] == 1 else 'tracks'} -> {done['mp4']}, {done['jsonl']}")
     if job is not None:
         n, skipped = predict_files(predictor, images, args.out, box, args.min_confidence, args.skip_bad, boxes, job)
         for path in skipped:

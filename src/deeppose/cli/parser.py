@@ -27,16 +27,29 @@ from deeppose.cli.commands import (
 from deeppose.paths import DEFAULT_MODEL, default_model_version
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that choose and set up the model, shared by predict and eval."""
     parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped models/" + DEFAULT_MODEL + ")")
-    parser.add_argument("--localizer", help="a person localizer to put in front of a plain pose checkpoint: a "
-                                            "localizer checkpoint, or a pipeline (e.g. the shipped model) whose "
-                                            "localizer is taken")
+    parser.add_argument("--localizer", help="a person detector (or one-person localizer) to put in front of a plain "
+                                            "pose checkpoint: its checkpoint, or a pipeline (e.g. the shipped model) "
+                                            "whose finder is taken")
     parser.add_argument("--no-localize", action="store_true",
-                        help="do not look for the person: the whole image is the box (LSP's convention)")
-    parser.add_argument("--recrops", type=int, help="re-crops on the model's own prediction after localization "
+                        help="do not look for people: the whole image is the box (LSP's convention)")
+    parser.add_argument("--recrops", type=int, help="re-crops on the model's own prediction after finding people "
                                                      "(default: the model's setting, else 2)")
+    parser.add_argument("--max-people", type=_positive_int, help="report at most N people per image, best first "
+                                                                 "(default: everyone found)")
     parser.add_argument("--flip", action="store_true", help="flip test: average with the mirrored prediction")
     parser.add_argument("--stages", type=int, help="cascade: run stages 1..N (default all)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the runtime's choice)")
@@ -124,6 +137,8 @@ def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--no-smooth", action="store_true", help="video: leave the joints unfiltered (default: One-Euro, "
                                                                "min_cutoff 1 Hz, beta 0.01, d_cutoff 1 Hz)")
     pr.add_argument("--max-frames", type=int, default=0, help="video: stop after N frames (default: all)")
+    pr.add_argument("--redetect-every", type=_positive_int, default=10,
+                    help="video: find the people afresh every N frames (default 10; also whenever one is lost)")
     pr.set_defaults(func=cmd_predict)
 
 

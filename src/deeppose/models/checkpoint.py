@@ -188,15 +188,16 @@ def ship_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path
 
 
 def bundle_checkpoint(pose: str | Path, localizer: str | Path, dst: str | Path, half: bool = True) -> Path:
-    """Write a pipeline checkpoint: a person localizer in front of a pose model (stage 1 or cascade), one file
-    (`ship`'s format: fp16 weights if `half`, no optimizer state); DeepPoseError naming a file that does not fit."""
+    """Write a pipeline checkpoint: a person detector (or one-person localizer) in front of a pose model (stage 1 or
+    cascade), one file (`ship`'s format: fp16 weights if `half`, no optimizer state); DeepPoseError naming a file
+    that does not fit."""
     parts = {}
     for name, path in (("pose", pose), ("localizer", localizer)):
         ckpt = load_checkpoint(path)
         kind = ckpt["meta"].kind
-        if (kind == "localizer") != (name == "localizer") or kind == "pipeline":
-            raise DeepPoseError(path, f"expected a {'person localizer' if name == 'localizer' else 'pose model'} "
-                                      f"checkpoint for the pipeline's {name}, got kind {kind!r}")
+        if (kind in ("localizer", "detector")) != (name == "localizer") or kind == "pipeline":
+            wanted = "person detector or localizer" if name == "localizer" else "pose model"
+            raise DeepPoseError(path, f"expected a {wanted} checkpoint for the pipeline's {name}, got kind {kind!r}")
         parts[name] = (ckpt["model"], ckpt["meta"].with_provenance(shipped_from=Path(path).name))
     pose_meta, loc_meta = parts["pose"][1], parts["localizer"][1]
     if pose_meta.skeleton != loc_meta.skeleton:

@@ -1,7 +1,8 @@
 """The networks a `Predictor` runs, behind one interface: PyTorch modules, or their ONNX export on ONNX Runtime.
 
     networks.pose(images, sources)  -> ((B, n, K, 2) box-normalized joints of stages 1..n, (B, K) confidence)
-    networks.localize(images)       -> ((B, K, 2) coarse joints, (B,) presence logits)
+    networks.localize(images)       -> ((B, K, 2) coarse joints, (B,) presence logits)   (a one-person localizer)
+    networks.detect(images)         -> ((B, 1, G, G) centre logits, (B, 2K, G, G) offsets)  (the person detector)
 
 Images are (B, 3, S, S) uint8 RGB crops; sources (B, 3, R, R) uint8, the same boxes at a cascade's source size
 (None for a stage-1 model).
@@ -19,6 +20,8 @@ from torch import nn
 from deeppose.errors import DeepPoseError
 from deeppose.heads import head_output
 from deeppose.models.cascade import Cascade
+from deeppose.models.detector import PersonDetector
+from deeppose.models.localizer import PersonLocalizer
 
 BACKENDS = ("torch", "onnx")
 
@@ -28,13 +31,16 @@ class Networks(Protocol):
 
     def localize(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def detect(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
 
 class TorchNetworks:
-    """The PyTorch modules: a stage-1 regressor or a cascade (run to `stages`), and an optional localizer."""
+    """The PyTorch modules: a stage-1 regressor or a cascade (run to `stages`), and an optional finder (a person
+    localizer or detector)."""
 
-    def __init__(self, model: nn.Module, localizer: nn.Module | None = None, stages: int | None = None) -> None:
+    def __init__(self, model: nn.Module, finder: nn.Module | None = None, stages: int | None = None) -> None:
         self.model = model.eval()
-        self.localizer = None if localizer is None else localizer.eval()
+        self.finder = None if finder is None else finder.eval()
         self.stages = stages
 
     def pose(self, images: torch.Tensor, sources: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,9 +52,14 @@ class TorchNetworks:
         return out.joints[:, None], out.confidence
 
     def localize(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.localizer is None:
+        if not isinstance(self.finder, PersonLocalizer):
             raise ValueError("no person localizer")
-        return self.localizer(images)
+        return self.finder(images)
+
+    def detect(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(self.finder, PersonDetector):
+            raise ValueError("no person detector")
+        return self.finder(images)
 
 
 def onnx_session(path: str | Path, threads: int = 0):  # noqa: ANN201 (onnxruntime imported lazily)
@@ -73,12 +84,14 @@ def onnx_session(path: str | Path, threads: int = 0):  # noqa: ANN201 (onnxrunti
 
 class OnnxNetworks:
     """The exported graphs (`serve.export`) on ONNX Runtime: the pose graph returns every stage (the first
-    `stages` are kept), the localizer graph its joints and presence logit."""
+    `stages` are kept), a localizer graph its joints and presence logit, a detector graph its centre logits and
+    offsets."""
 
-    def __init__(self, pose: str | Path, localizer: str | Path | None = None, stages: int | None = None,
+    def __init__(self, pose: str | Path, finder: str | Path | None = None, stages: int | None = None,
                  threads: int = 0) -> None:
         self.pose_session = onnx_session(pose, threads)
-        self.localizer_session = None if localizer is None else onnx_session(localizer, threads)
+        self.finder_session = None if finder is None else onnx_session(finder, threads)
+        self.finder_outputs = set() if finder is None else {o.name for o in self.finder_session.get_outputs()}
         self.stages = stages
         self.takes_sources = len(self.pose_session.get_inputs()) == 2
 
@@ -91,9 +104,14 @@ class OnnxNetworks:
         joints, confidence = self.pose_session.run(["joints", "confidence"], feeds)
         return torch.from_numpy(joints[:, : self.stages]), torch.from_numpy(confidence)
 
+    def _find(self, names: list[str], what: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not set(names) <= self.finder_outputs:
+            raise ValueError(f"no person {what}")
+        a, b = self.finder_session.run(names, {"images": np.ascontiguousarray(images.numpy())})
+        return torch.from_numpy(a), torch.from_numpy(b)
+
     def localize(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.localizer_session is None:
-            raise ValueError("no person localizer")
-        joints, logits = self.localizer_session.run(["joints", "presence_logit"],
-                                                    {"images": np.ascontiguousarray(images.numpy())})
-        return torch.from_numpy(joints), torch.from_numpy(logits)
+        return self._find(["joints", "presence_logit"], "localizer", images)
+
+    def detect(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._find(["centre_logits", "offsets"], "detector", images)

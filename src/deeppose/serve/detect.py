@@ -13,7 +13,8 @@ For one photo (squared, seen at S x S through the crop affine A):
 5. non-maximum suppression: a weaker person whose joints' extent overlaps a stronger one's by IoU >= `nms_iou`
    is the same person seen twice.
 
-"Nobody here" is no person with a score at or above the threshold.
+"Nobody here" is no person with a score at or above the threshold; the strongest candidate is kept whatever its
+score, so that every photo has a best guess.
 """
 
 from __future__ import annotations
@@ -101,15 +102,14 @@ def read_people(logits: np.ndarray, offsets: np.ndarray, affine: np.ndarray, a: 
         floor: people with a calibrated score below it are not candidates.
 
     Returns:
-        `People`, best first, after non-maximum suppression.
+        `People`, best first, after non-maximum suppression; at least one (the strongest peak, whatever its score).
     """
     logits = np.asarray(logits, np.float64)
     # the calibrated floor as a logit floor: sigmoid(a z + b) >= floor  <=>  z >= (logit(floor) - b) / a
     z_floor = (np.log(floor / (1 - floor)) - b) / a if a > 0 else -np.inf
     rows, cols = centre_peaks(logits, z_floor, limit)
-    k = offsets.shape[0] // 2
-    if not len(rows):
-        return People(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros((0, k, 2)))
+    if not len(rows):  # the strongest peak however weak: a photo always has its best candidate
+        rows, cols = centre_peaks(logits, -np.inf, 1)
     joints = transform_points(invert_affine(np.asarray(affine, np.float64)),
                               peak_joints(np.asarray(offsets, np.float64), rows, cols, stride))
     raw = logits[rows, cols]

@@ -2,11 +2,12 @@
 
     export_onnx("models/deeppose_movenet_person.pt", "model.onnx", int8=True)
 
-writes model.onnx (the pose graph: stage 1 and the cascade stages, decoded to box-normalized joints and
-confidences), model.localizer.onnx (the person localizer: coarse joints and the presence logit) when the checkpoint
-has one, and model.json beside them: what inference needs (the models' metadata, input sizes, skeleton, the
-normalization inside the graphs, precision, files). Inputs are uint8 RGB (B, 3, S, S), the batch dynamic. The crops,
-the box rule and its re-crops stay in Python (`serve.predictor`), around the graphs.
+writes model.onnx (the pose graph: stage 1 and the cascade stages, decoded to box-normalized joints and confidences),
+the finder's graph when the checkpoint has one (model.detector.onnx: the person detector's centre logits and offsets;
+or model.localizer.onnx: the one-person localizer's coarse joints and presence logit; the sidecar's "localizer" entry
+names it, whichever it is), and model.json beside them: what inference needs (the models' metadata, input sizes,
+skeleton, the normalization inside the graphs, precision, files). Inputs are uint8 RGB (B, 3, S, S), the batch
+dynamic. The crops, the box rule and its re-crops stay in Python (`serve.predictor`), around the graphs.
 """
 
 from __future__ import annotations
@@ -55,15 +56,16 @@ class PoseGraph(nn.Module):
         return out.joints[:, None], out.confidence
 
 
-class LocalizerGraph(nn.Module):
-    """The person localizer as exported: (B, 3, S, S) uint8 squared photos -> joints (B, K, 2), presence logit (B,)."""
+class FinderGraph(nn.Module):
+    """The finder as exported: (B, 3, S, S) uint8 squared photos -> the person detector's centre logits
+    (B, 1, G, G) and offsets (B, 2K, G, G), or the localizer's joints (B, K, 2) and presence logit (B,)."""
 
-    def __init__(self, localizer: nn.Module) -> None:
+    def __init__(self, finder: nn.Module) -> None:
         super().__init__()
-        self.localizer = localizer
+        self.finder = finder
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.localizer(images)
+        return self.finder(images)
 
 
 def _inverse_3x3(x: Any, check_errors: bool = False) -> tuple[Any, Any]:
@@ -162,8 +164,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, cal
     dataset = calibration_set(calibration, root) if int8 else None
     files = {"pose": _export_pose(pose, pose_meta, out, dataset, n_calibration)}
     if localizer is not None:
-        files["localizer"] = _export_localizer(localizer, loc_meta, out.with_name(f"{out.stem}.localizer.onnx"),
-                                               dataset, n_calibration)
+        files["localizer"] = _export_finder(localizer, loc_meta, out.with_name(f"{out.stem}.{loc_meta.kind}.onnx"),
+                                            dataset, n_calibration)
     sidecar = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model_version": model_version,
                "precision": "int8" if int8 else "fp32",
                "calibration": calibration if int8 else None, "exported_from": Path(checkpoint).name,
@@ -188,11 +190,12 @@ def _export_pose(pose: nn.Module, meta: ModelMeta, out: Path, dataset: Any, n: i
     return _export_part(PoseGraph(pose), inputs, keys, ["joints", "confidence"], out, crops)
 
 
-def _export_localizer(localizer: nn.Module, meta: ModelMeta, out: Path, dataset: Any, n: int) -> Path:
+def _export_finder(finder: nn.Module, meta: ModelMeta, out: Path, dataset: Any, n: int) -> Path:
     s = meta.input_size
     views = None if dataset is None else WholeImageDataset(_subset(dataset, n), s)
-    return _export_part(LocalizerGraph(localizer), (torch.randint(0, 256, (2, 3, s, s), dtype=torch.uint8),),
-                        {"images": "image"}, ["joints", "presence_logit"], out, views)
+    names = ["centre_logits", "offsets"] if meta.kind == "detector" else ["joints", "presence_logit"]
+    return _export_part(FinderGraph(finder), (torch.randint(0, 256, (2, 3, s, s), dtype=torch.uint8),),
+                        {"images": "image"}, names, out, views)
 
 
 def _export_part(graph: nn.Module, inputs: tuple[torch.Tensor, ...], keys: dict[str, str], output_names: list[str],

@@ -73,14 +73,17 @@ def plan_job(inputs: list[str | Path], out: str | Path) -> Job:
 
 
 def describe(path: Path, result: Prediction) -> str:
-    """One line for one image: found or not, the person score and the box (x,y,w,h from the top-left corner)."""
+    """One line for one image: how many people were found, and the best one's score and box (x,y,w,h from the
+    top-left corner)."""
     x, y, w, h = result.box
     where = f"box {x:.0f},{y:.0f},{w:.0f},{h:.0f} ({result.box_source})"
     if result.person_found is None:
-        return f"{path}: {where}; no person score (this model has no localizer)"
+        return f"{path}: {where}; no person score (this model has no person detector)"
     if result.person_found:
-        return f"{path}: person found (person_score {result.person_score:.2f}), {where}"
-    return f"{path}: nobody found (person_score {result.person_score:.2f}); joints written with low confidence"
+        n = len(result.people)
+        return (f"{path}: {n} {'person' if n == 1 else 'people'} found; best person_score "
+                f"{result.person_score:.2f}, {where}")
+    return f"{path}: nobody found (best person_score {result.person_score:.2f})"
 
 
 def read_boxes(path: str | Path) -> dict[str, list[float]]:

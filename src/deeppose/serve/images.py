@@ -2,7 +2,7 @@
 what the command line and the server accept as a box (x,y,w,h text).
 
 BGR cannot be told from RGB by looking at an array: arrays are taken as RGB (OpenCV's `cv2.imread` gives BGR;
-`Predictor.predict_file` reads files as RGB and spares the question).
+`Predictor.predict` reads a file path as RGB and spares the question).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from deeppose.serve.upload import (
     parse_multipart,
     read_body,
 )
-from deeppose.visualize import limb_colours
+from deeppose.visualize import limb_colours, person_colour
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,9 @@ def model_info(predictor: Predictor, model_name: str, limits: ServerLimits) -> d
             "skeleton": skeleton.name, "joints": list(skeleton.joints),
             "limbs": [{"a": a, "b": b, "colour": "#{:02x}{:02x}{:02x}".format(*c)}
                       for (a, b), c in zip(segments, limb_colours(skeleton))],
+            "person_colours": ["#{:02x}{:02x}{:02x}".format(*person_colour(k)) for k in range(10)],
             "stages": predictor.stages, "person_localizer": predictor.has_localizer,
+            "finds_everyone": predictor.finds_everyone,
             "limits": asdict(limits)}
 
 
