@@ -61,3 +61,13 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     write_synthetic(root, {"train": 48, "val": 16, "test": 24}, seed=3, size=96, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def multi_root(shared_data: Path) -> Path:
+    return _require(shared_data / "multi", "data/multi")
+
+
+@pytest.fixture(scope="session")
+def negatives_root(shared_data: Path) -> Path:
+    return _require(shared_data / "negatives", "data/negatives")

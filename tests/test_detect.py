@@ -1,0 +1,144 @@
+"""The person detector: its training canvases and targets, reading its maps into people (peaks, poses, NMS,
+scores), its losses, its MoveNet import, and COCO keypoint AP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deeppose.data.mosaic import MAX_PEOPLE, STRIDE, Mosaic, MosaicDataset, centre_cell, gaussian_heat
+from deeppose.data.synthetic import load_synthetic
+from deeppose.eval.multi_person import MULTI_SIGMAS, keypoint_ap
+from deeppose.serve.detect import centre_peaks, read_people, suppress
+from deeppose.train.detector import centre_loss, offset_loss
+
+
+def test_peaks_are_local_maxima_above_the_floor_strongest_first():
+    z = np.full((12, 12), -5.0)
+    z[2, 3], z[8, 8], z[8, 9], z[5, 1] = 3.0, 2.0, 1.0, -1.0  # (8, 9) is next to a stronger cell
+    rows, cols = centre_peaks(z, floor=0.0)
+    assert list(zip(rows, cols)) == [(2, 3), (8, 8)]
+    assert list(zip(*centre_peaks(z, floor=-2.0, limit=2))) == [(2, 3), (8, 8)]
+    assert len(centre_peaks(z, floor=-2.0)[0]) == 3
+
+
+def test_nms_keeps_one_box_per_person():
+    a = np.array([[10.0, 10.0], [30.0, 60.0]])
+    joints = np.stack([a, a + 1.5, a + [100.0, 0.0]])  # the first two are one person seen twice
+    keep = suppress(joints, np.array([0.6, 0.9, 0.5]))
+    assert keep.tolist() == [1, 2]
+
+
+def _perfect_maps(item: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The maps a perfect detector gives for a canvas: its heat as logits, its annotated offsets at each centre."""
+    heat = item["heat"].numpy().astype(np.float64)
+    logits = np.log(np.clip(heat, 1e-6, 1 - 1e-6) / np.clip(1 - heat, 1e-6, 1))
+    offsets = np.zeros((2 * k, *heat.shape))
+    for (col, row), d, present in zip(item["cells"].numpy(), item["offsets"].numpy(), item["present"].numpy()):
+        if present:
+            offsets[:, row, col] = d.reshape(-1)
+    return logits, offsets
+
+
+@pytest.fixture(scope="module")
+def canvases(synthetic_root, tmp_path_factory):
+    people = load_synthetic(synthetic_root, "train")
+    nobody = []
+    folder = tmp_path_factory.mktemp("nobody")
+    for i in range(3):  # photos with nobody: flat colours
+        import cv2
+
+        path = folder / f"{i}.png"
+        cv2.imwrite(str(path), np.full((50, 70, 3), 60 * i, np.uint8))
+        nobody.append(path)
+    return people, nobody
+
+
+def test_a_mosaic_with_k_people_reads_back_as_k_people_where_they_are(canvases):
+    people, nobody = canvases
+    k = people.skeleton.num_joints
+    data = MosaicDataset(people, nobody, 96, Mosaic(grids=(0.0, 0.5, 0.5), nobody_prob=0.3))
+    counts = set()
+    for index in range(12):
+        item = data[index]
+        n = int(item["present"].sum())
+        assert item["image"].shape == (3, 96, 96) and item["heat"].shape == (24, 24) and n <= MAX_PEOPLE
+        logits, offsets = _perfect_maps(item, k)
+        found = read_people(logits, offsets, np.eye(2, 3), 1.0, 0.0, STRIDE, floor=0.5)
+        found = found.take(found.scores >= 0.5)
+        assert len(found) == n, index
+        counts.add(n)
+        # each annotated person's joints come back where the canvas has them (canvas pixels, identity affine)
+        truth = (item["cells"].numpy()[:n, None, :] + item["offsets"].numpy()[:n]) * STRIDE - 0.5
+        for t in truth:
+            assert min(np.abs(found.joints - t).max(axis=(1, 2))) < 1e-6
+        assert not item["may_hold_people"].numpy().all() or n > 0
+    assert len(counts) >= 3  # canvases of several sizes of crowd were drawn
+
+
+def test_centre_cells_and_heat():
+    assert centre_cell(np.array([[1.0, 9.0], [5.4, 9.6]])).tolist() == [[0, 2], [1, 3]]
+    heat = gaussian_heat(10, np.array([[2, 3], [7, 7]]), np.array([1.0, 2.0]))
+    assert heat[3, 2] == 1.0 and heat[7, 7] == 1.0 and 0 < heat[5, 5] < 1
+
+
+def test_the_centre_loss_ignores_confident_cells_where_unannotated_people_may_be():
+    heat = torch.zeros(1, 8, 8)
+    heat[0, 2, 2] = 1.0
+    logits = torch.full((1, 1, 8, 8), -4.0)
+    logits[0, 0, 6, 6] = 3.0  # a confident peak nobody annotated
+    may = torch.zeros(1, 8, 8, dtype=torch.bool)
+    in_photo_of_people = centre_loss(logits, heat, may | True, ignore_above=0.3)
+    in_photo_of_nobody = centre_loss(logits, heat, may, ignore_above=0.3)
+    assert in_photo_of_nobody > in_photo_of_people + 1.0  # the peak is only punished where nobody can be
+    logits[0, 0, 2, 2] = 4.0
+    assert centre_loss(logits, heat, may, 0.3) < in_photo_of_nobody
+
+
+def test_the_offset_loss_reads_each_person_at_their_centre():
+    offsets = torch.zeros(1, 4, 6, 6)
+    offsets[0, :, 1, 4] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    cells = torch.tensor([[[4, 1], [0, 0]]])
+    target = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[9.0, 9.0], [9.0, 9.0]]]])
+    weight = torch.ones(1, 2, 2, dtype=torch.bool)
+    assert offset_loss(offsets, cells, target, weight, torch.tensor([[True, False]])) == 0.0
+    assert offset_loss(offsets, cells, target, weight, torch.tensor([[True, True]])) > 0.0
+
+
+def test_keypoint_ap_is_one_for_the_truth_and_drops_when_joints_move():
+    gt = {"images": [{"id": 1, "width": 200, "height": 200}],
+          "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(12)]}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [20, 20, 80, 150],
+                           "area": 8000.0, "num_keypoints": 12,
+                           "keypoints": [v for i in range(12) for v in (30 + 5 * i, 30 + 10 * i, 2)]}]}
+    kp = np.array(gt["annotations"][0]["keypoints"], float).reshape(12, 3)
+    perfect = [{"image_id": 1, "category_id": 1, "keypoints": kp.ravel().tolist(), "score": 0.9}]
+    assert keypoint_ap(gt, perfect, MULTI_SIGMAS)["ap"] == pytest.approx(1.0)
+    moved = kp.copy()
+    moved[:, :2] += 12
+    worse = keypoint_ap(gt, [{**perfect[0], "keypoints": moved.ravel().tolist()}], MULTI_SIGMAS)["ap"]
+    assert worse < 0.9
+    assert keypoint_ap(gt, [], MULTI_SIGMAS)["ap"] == 0.0
+
+
+@pytest.mark.shared_data
+def test_the_imported_movenet_detector_finds_the_people_of_a_team_photo(multi_root, movenet):
+    """MoveNet's centre and regression branches, imported: several people of a data/multi photo found, each box
+    holding an annotated person."""
+    from deeppose.data.io import load_json, read_image
+    from deeppose.geometry import centre_box
+    from deeppose.models.movenet_import import import_movenet_detector
+    from deeppose.serve.backend import TorchNetworks
+    from deeppose.serve.finder import DetectorFinder
+
+    detector, meta = import_movenet_detector(movenet, 192)
+    finder = DetectorFinder(TorchNetworks(torch.nn.Identity(), detector), meta)
+    gt = load_json(multi_root / "annotations.json")
+    image = next(i for i in gt["images"] if i["file_name"] == "aic_ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg")
+    people = finder([read_image(multi_root / "images" / image["file_name"])])[0]
+    people = people.take(people.scores >= 0.5)
+    truth = [centre_box(*a["bbox"]) for a in gt["annotations"] if a["image_id"] == image["id"]]
+    assert len(people) == len(truth) == 3
+    for t in truth:  # each annotated person's centre is inside a found box of about their size
+        assert any((np.abs(t[:2] - b[:2]) < b[2:] / 2).all() and 0.5 < b[2] / max(t[2:]) < 3 for b in people.boxes)
