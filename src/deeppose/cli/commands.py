@@ -284,6 +284,16 @@ def cmd_detector_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detector_tune(args: argparse.Namespace) -> int:
+    from deeppose.train.detector import tune_detector
+
+    result = tune_detector(args.checkpoint, args.pose, args.out, root=args.root, progress=sys.stderr.isatty())
+    best = result["best"]
+    print(f"box rule: scale {best['box_scale']:g}, {best['recrops']} re-crops (validation PCK@0.2 of the person "
+          f"found: LSP {best['lsp_val_pck']:.3f}, LSPET {best['lspet_val_pck']:.3f}); wrote {args.out}")
+    return 0
+
+
 def cmd_localizer_tune(args: argparse.Namespace) -> int:
     from deeppose.train.localizer_tune import tune_box_rule
 

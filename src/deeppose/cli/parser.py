@@ -12,6 +12,7 @@ from deeppose.cli.commands import (
     cmd_demo,
     cmd_detector_calibrate,
     cmd_detector_train,
+    cmd_detector_tune,
     cmd_eval,
     cmd_export,
     cmd_import_tflite,
@@ -207,6 +208,12 @@ def _add_detector_command(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--out", required=True, help="the calibrated detector checkpoint to write")
     dc.add_argument("--root", help="folder holding lsp/, lspet/ and negatives/ (default: $DEEPPOSE_DATA)")
     dc.set_defaults(func=cmd_detector_calibrate)
+    du = det_sub.add_parser("tune", help="choose the box rule's scale and the re-crops on the validation photos")
+    du.add_argument("--checkpoint", required=True, help="a detector checkpoint")
+    du.add_argument("--pose", required=True, help="the pose model (stage 1 or cascade) it will run in front of")
+    du.add_argument("--out", required=True, help="the detector checkpoint to write, with the chosen rule")
+    du.add_argument("--root", help="folder holding lsp/, lspet/ and negatives/ (default: $DEEPPOSE_DATA)")
+    du.set_defaults(func=cmd_detector_tune)
 
 
 def _add_compare_command(sub: argparse._SubParsersAction) -> None:

@@ -297,3 +297,48 @@ def calibrate_detector(checkpoint: str | Path, out: str | Path, root: str | Path
     calibrated = replace(meta, box_rule=replace(rule, a=cal["a"], b=cal["b"]))
     save_checkpoint(out, model, calibrated.with_provenance(calibration={**cal, "data": "lspet:val, negatives:val"}))
     return cal
+
+
+def tune_detector(detector: str | Path, pose: str | Path, out: str | Path,
+                  scales: tuple[float, ...] = (1.2, 1.33, 1.5), recrops: tuple[int, ...] = (0, 1, 2),
+                  root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Choose the box rule's scale and the number of re-crops on the validation photos (LSP val and LSPET val,
+    whole images, everyone found by the detector in front of the `pose` model, the annotated person's PCK@0.2 scored
+    on the person found that they are, `eval.boxes.matched_person`): the pair with the best mean of the two is
+    written into the detector checkpoint `out` (its box rule's box_scale and recrops).
+
+    Returns:
+        {"rows": [{"box_scale", "recrops", "lsp_val_pck", "lspet_val_pck", "score"}...], "best": row}.
+    """
+    from tqdm import tqdm
+
+    from deeppose.eval.boxes import predict_boxes
+    from deeppose.eval.metrics import pck
+    from deeppose.serve.predictor import Predictor
+
+    model, meta = model_from_checkpoint(detector)
+    if meta.kind != "detector":
+        raise DeepPoseError(detector, "not a person detector checkpoint")
+    cfg = detector_config(meta.provenance["config"])
+    people, _ = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size,
+                                cfg.negatives_val_size)
+    pose_model, pose_meta = model_from_checkpoint(pose)
+    rule = meta.box_rule or BoxRule()
+    rows = []
+    for scale in tqdm(scales, desc="box scales", disable=not progress):
+        for n in recrops:
+            candidate = replace(meta, box_rule=replace(rule, box_scale=scale))
+            predictor = Predictor(pose_model, pose_meta, localizer=model, localizer_meta=candidate, recrops=n)
+            row: dict[str, Any] = {"box_scale": scale, "recrops": n}
+            for name in ("lsp_val", "lspet_val"):
+                ds = people[name]
+                pred = np.stack([p.joints for p, _ in predict_boxes(predictor, ds, "found")])
+                row[f"{name}_pck"] = round(pck(pred, ds.joints(), ds.labelled(), ds.skeleton), 4)
+            row["score"] = round((row["lsp_val_pck"] + row["lspet_val_pck"]) / 2, 4)
+            rows.append(row)
+            print(f"box scale {scale:g}, {n} re-crops: {row}", flush=True)
+    best = max(rows, key=lambda r: r["score"])
+    chosen = replace(rule, box_scale=best["box_scale"], recrops=best["recrops"])
+    save_checkpoint(out, model, replace(meta, box_rule=chosen).with_provenance(
+        box_rule_selection={"pose": Path(pose).name, "rows": rows}))
+    return {"rows": rows, "best": best}
