@@ -13,6 +13,9 @@ from deeppose.eval.multi_person import MULTI_SIGMAS, keypoint_ap
 from deeppose.serve.detect import centre_peaks, read_people, suppress
 from deeppose.train.detector import centre_loss, offset_loss
 
+# a photo of data/negatives/test (a cat)
+NOBODY_PHOTO = "inet_n02124075_Egyptian_cat.jpg"
+
 
 def test_peaks_are_local_maxima_above_the_floor_strongest_first():
     z = np.full((12, 12), -5.0)
@@ -142,3 +145,100 @@ def test_the_imported_movenet_detector_finds_the_people_of_a_team_photo(multi_ro
     assert len(people) == len(truth) == 3
     for t in truth:  # each annotated person's centre is inside a found box of about their size
         assert any((np.abs(t[:2] - b[:2]) < b[2:] / 2).all() and 0.5 < b[2] / max(t[2:]) < 3 for b in people.boxes)
+
+
+def _mosaic(photos: list, side: int = 384) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A 2 x 2 canvas of whole photos (squared into tiles, the rest black) and each tile's annotated joints there."""
+    from deeppose.data.io import read_image
+    from deeppose.geometry import augmentation_matrix, square_box, transform_points, warp_image, whole_image_box
+
+    canvas, tile, joints = np.zeros((side, side, 3), np.uint8), side // 2, []
+    for k, sample in enumerate(photos):
+        image = read_image(sample.image_path)
+        a = augmentation_matrix(square_box(whole_image_box(image.shape[1], image.shape[0])), (tile, tile))
+        ox, oy = (k % 2) * tile, (k // 2) * tile
+        canvas[oy:oy + tile, ox:ox + tile] = warp_image(image, a, (tile, tile))
+        joints.append(transform_points(a, sample.joints.astype(np.float64)) + [ox, oy])
+    return canvas, joints
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_the_shipped_model_finds_k_people_on_a_mosaic_of_k_photos(lsp_root, k):
+    """LSP test photos (one person each) tiled on a canvas: k people found, one per tile, each where its
+    annotated person is."""
+    from deeppose.data.registry import load_dataset
+    from deeppose.paths import default_model
+    from deeppose.serve.predictor import Predictor
+
+    test = load_dataset("lsp", lsp_root, "test")
+    canvas, truth = _mosaic([test.samples[i] for i in (3, 40, 77, 120)[:k]])
+    result = Predictor.from_checkpoint(default_model()).predict(canvas)
+    assert len(result.people) == k and result.person_found
+    for joints in truth:  # each person's pose is found once, near the annotation (within a fifth of its size)
+        size = np.ptp(joints, axis=0).max()
+        errors = [np.median(np.linalg.norm(p.joints - joints, axis=1)) / size for p in result.people]
+        assert sorted(errors)[0] < 0.2 and sorted(errors)[1 if k > 1 else 0] > (0.5 if k > 1 else 0)
+
+
+@pytest.mark.shared_data
+def test_a_photo_with_nobody_gives_no_people_and_one_line(negatives_root, tmp_path, capsys):
+    import json
+
+    import jsonschema
+
+    from deeppose.cli import main
+    from deeppose.serve.records import SCHEMA
+
+    photo = negatives_root / "test" / NOBODY_PHOTO
+    assert main(["predict", str(photo), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "nobody found" in lines[0] and photo.name in lines[0]
+    record = json.loads((tmp_path / "out" / f"{photo.name}.json").read_text())
+    jsonschema.validate(record, json.loads(SCHEMA.read_text()))
+    assert record["people"] == [] and record["person_found"] is False and record["schema_version"] == 2
+
+
+@pytest.mark.shared_data
+def test_everyone_in_a_team_photo_and_the_deprecated_fields_are_the_best_persons(multi_root, tmp_path, capsys):
+    import json
+
+    import jsonschema
+
+    from deeppose.cli import main
+    from deeppose.serve.records import SCHEMA
+
+    photo = multi_root / "images" / "aic_ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg"
+    assert main(["predict", str(photo), "--out", str(tmp_path / "all")]) == 0
+    assert main(["predict", str(photo), "--out", str(tmp_path / "one"), "--max-people", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "3 people found" in lines[0] and "1 person found" in lines[1]
+    every = json.loads((tmp_path / "all" / f"{photo.name}.json").read_text())
+    one = json.loads((tmp_path / "one" / f"{photo.name}.json").read_text())
+    jsonschema.validate(every, json.loads(SCHEMA.read_text()))
+    assert len(every["people"]) == 3 and one["people"] == every["people"][:1]
+    scores = [p["person_score"] for p in every["people"]]
+    assert scores == sorted(scores, reverse=True)  # best first
+    best = every["people"][0]
+    assert {k: every[k] for k in ("box", "box_source", "person_score", "passes", "joints")} == \
+        {k: best[k] for k in ("box", "box_source", "person_score", "passes", "joints")}
+
+
+def test_the_person_score_weighs_the_finders_logit_and_the_pose_confidence():
+    from deeppose.serve.detect import person_probability
+    from deeppose.serve.localize import presence_probability
+    from deeppose.train.detector import fit_person_score
+
+    logits, confidence = np.array([-1.0, 0.5, 2.0]), np.array([[0.9, 0.8], [0.1, 0.2], [np.nan, np.nan]])
+    assert np.allclose(person_probability(logits, confidence, 2.0, -0.5, 0.0), presence_probability(logits, 2.0, -0.5))
+    same_logit = person_probability(np.array([0.5, 0.5]), confidence[:2], 1.0, 0.0, 2.0)
+    assert same_logit[0] > 0.5 > same_logit[1]  # the same centre, a confident pose against a poor one
+    # photos of people: confident poses, logits anywhere; photos of nobody: poor poses, the same logits
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1, 400)
+    conf = np.concatenate([rng.uniform(0.5, 0.9, 200), rng.uniform(0.02, 0.2, 200)])
+    labels = np.concatenate([np.ones(200), np.zeros(200)])
+    cal = fit_person_score(np.stack([z, conf], axis=1), labels)
+    assert cal["c"] > 1.0 and abs(cal["a"]) < cal["c"]  # the pose confidence is what tells them apart
+    found = person_probability(z, conf[:, None], cal["a"], cal["b"], cal["c"]) >= 0.5
+    assert found[:200].mean() > 0.95 and found[200:].mean() < 0.05

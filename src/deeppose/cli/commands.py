@@ -277,10 +277,11 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
 def cmd_detector_calibrate(args: argparse.Namespace) -> int:
     from deeppose.train.detector import calibrate_detector
 
-    cal = calibrate_detector(args.checkpoint, args.out, args.root, progress=sys.stderr.isatty())
-    print(f"person score = sigmoid({cal['a']:.3f} * logit + {cal['b']:.3f}) from {cal['n_positive']} people and "
-          f"{cal['n_negative']} false peaks; held-out photos: {cal['missed']:.3f} of people missed, "
-          f"{cal['false_positives']:.3f} of photos with nobody given someone; wrote {args.out}")
+    cal = calibrate_detector(args.checkpoint, args.pose, args.out, args.root)
+    print(f"person score = sigmoid({cal['a']:.3f} * logit + {cal['c']:.3f} * log(pose confidence) + {cal['b']:.3f}) "
+          f"from {cal['n_positive']} photos with and {cal['n_negative']} without people; held-out photos: "
+          f"{cal['false_negatives']:.3f} of photos of people with nobody found, {cal['false_positives']:.3f} of photos "
+          f"with nobody given someone; wrote {args.out}")
     return 0
 
 

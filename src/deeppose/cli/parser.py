@@ -203,8 +203,10 @@ def _add_detector_command(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     dt.add_argument("--stop-after-steps", type=int, default=0, help="stop with a checkpoint after N steps")
     dt.set_defaults(func=cmd_detector_train)
-    dc = det_sub.add_parser("calibrate", help="fit each person's score calibration on held-out photos")
-    dc.add_argument("--checkpoint", required=True, help="a detector run's best.pt")
+    dc = det_sub.add_parser("calibrate", help="fit the person score (the detector's logit and the pose network's "
+                                              "confidence) on held-out photos")
+    dc.add_argument("--checkpoint", required=True, help="a detector checkpoint (best.pt, or tune's output)")
+    dc.add_argument("--pose", required=True, help="the pose model (stage 1 or cascade) it will run in front of")
     dc.add_argument("--out", required=True, help="the calibrated detector checkpoint to write")
     dc.add_argument("--root", help="folder holding lsp/, lspet/ and negatives/ (default: $DEEPPOSE_DATA)")
     dc.set_defaults(func=cmd_detector_calibrate)

@@ -44,13 +44,15 @@ class CascadeGeometry:
 
 @dataclass
 class BoxRule:
-    """A localizer's person box (`serve.localize`): box_scale x the joints' extent, `recrops` re-crops (None: the
-    default), and person_score = sigmoid(a * logit + b) (Platt scaling fitted on validation)."""
+    """A finder's person box (`serve.localize`): box_scale x the joints' extent, `recrops` re-crops (None: the
+    default), and person_score = sigmoid(a * logit + c * log(the pose network's mean joint confidence in the box)
+    + b) (a logistic scaling fitted on validation; c = 0: the finder's logit alone, Platt scaling)."""
 
     box_scale: float = 1.33
     recrops: int | None = None
     a: float = 1.0
     b: float = 0.0
+    c: float = 0.0
 
 
 @dataclass

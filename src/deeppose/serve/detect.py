@@ -8,7 +8,8 @@ For one photo (squared, seen at S x S through the crop affine A):
    (i + dy_k) * stride - 0.5) (MoveNet's convention: cell j is at j / grid of the input), then through A^-1 into
    the photo;
 3. score: the peak's logit through the Platt scaling fitted on validation data (`localize.presence_probability`),
-   the calibrated probability that a person is centred there;
+   the calibrated probability that a person is centred there; once the pose network has seen the person's box, the
+   pipeline rescores them with its confidence too (`person_probability`);
 4. box: the box rule on the coarse pose (`localize.person_box`), the box the pose network crops;
 5. non-maximum suppression: a weaker person whose joints' extent overlaps a stronger one's by IoU >= `nms_iou`
    is the same person seen twice.
@@ -54,6 +55,25 @@ class People:
     def take(self, keep: np.ndarray) -> People:
         """The people at indices `keep` (ints or a mask), in that order."""
         return People(self.boxes[keep], self.scores[keep], self.logits[keep], self.joints[keep])
+
+
+def person_probability(logits: np.ndarray, confidence: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """person_score = sigmoid(a * logit + c * log(mean joint confidence) + b): the finder's logit and the pose
+    network's confidence in the person's box, through the logistic scaling fitted on validation data
+    (`BoxRule.a, .b, .c`); c = 0 (or a model without confidences) is the logit's Platt scaling alone.
+
+    Args:
+        logits: (N,); confidence: (N, K) the pose network's joint confidences in [0, 1] (NaN: none).
+
+    Returns:
+        (N,) in [0, 1].
+    """
+    z = a * np.asarray(logits, np.float64) + b
+    if c:
+        mean = np.asarray(confidence, np.float64).mean(axis=-1)
+        if np.isfinite(mean).all():
+            z = z + c * np.log(np.clip(mean, 1e-4, 1.0))
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def centre_peaks(logits: np.ndarray, floor: float, limit: int = MAX_CANDIDATES) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,7 @@ class Finder(Protocol):
     def __call__(self, images: Sequence[np.ndarray], regions: np.ndarray | None = None, batch_size: int = 32
                  ) -> list[People]: ...
 
-    def score(self, images: Sequence[np.ndarray], regions: np.ndarray, batch_size: int = 32) -> np.ndarray: ...
+    def logits(self, images: Sequence[np.ndarray], regions: np.ndarray, batch_size: int = 32) -> np.ndarray: ...
 
 
 class DetectorFinder:
@@ -71,13 +71,13 @@ class DetectorFinder:
         return out
 
     @torch.inference_mode()
-    def score(self, images: Sequence[np.ndarray], regions: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """(N,) the calibrated score of the strongest person centre in each photo's region (a caller's box)."""
+    def logits(self, images: Sequence[np.ndarray], regions: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """(N,) the logit of the strongest person centre in each photo's region (a caller's box)."""
         out = []
         for lo in range(0, len(images), batch_size):
             x, _ = crop_boxes(images[lo:lo + batch_size], regions[lo:lo + batch_size], self.meta.input_size)
             logits = self.networks.detect(x)[0].float().numpy().astype(np.float64)
-            out.append(presence_probability(logits.reshape(len(x), -1).max(axis=1), self.rule.a, self.rule.b))
+            out.append(logits.reshape(len(x), -1).max(axis=1))
         return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -106,6 +106,6 @@ class LocalizerFinder:
                     for j, s, z in zip(joints, scores, logit)]
         return out
 
-    def score(self, images: Sequence[np.ndarray], regions: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """(N,) the presence score of each photo's region (a caller's box)."""
-        return np.array([float(p.scores[0]) for p in self(images, regions, batch_size)])
+    def logits(self, images: Sequence[np.ndarray], regions: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """(N,) the presence logit of each photo's region (a caller's box)."""
+        return np.array([float(p.logits[0]) for p in self(images, regions, batch_size)])

@@ -30,7 +30,7 @@ from deeppose.models.checkpoint import model_from_checkpoint
 from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.serve.backend import Networks, OnnxNetworks, TorchNetworks
 from deeppose.serve.batch import predict_dataset
-from deeppose.serve.detect import suppress
+from deeppose.serve.detect import person_probability, suppress
 from deeppose.serve.finder import DetectorFinder, Finder, LocalizerFinder, whole_photos
 from deeppose.serve.images import as_rgb
 from deeppose.serve.localize import BOX_SCALE, FOUND_THRESHOLD, RECROPS, TOLERANCE, checked_box, recrop_until_converged
@@ -116,12 +116,12 @@ class Prediction:
 
 @dataclass
 class _Job:
-    """One pose job: a box in a photo, where it came from and its score."""
+    """One pose job: a box in a photo, where it came from, and the finder's logit for it (None: no finder)."""
 
     image: int
     box: np.ndarray
     source: str
-    score: float | None
+    logit: float | None
 
 
 class Predictor:
@@ -274,26 +274,30 @@ class Predictor:
         return self._pose(images, jobs, batch_size)
 
     def _find(self, images: list[np.ndarray], boxes: list[np.ndarray | None], batch_size: int) -> list[_Job]:
-        """Stage 1, find people: the pose jobs of every photo (its given box; its candidates above the threshold,
-        else its best candidate; else its whole image), best first."""
+        """Stage 1, find people: the pose jobs of every photo (its given box; its candidates that may score at
+        least the threshold once posed, else its best candidate; else its whole image), best first."""
         given = [i for i, b in enumerate(boxes) if b is not None]
         free = [i for i, b in enumerate(boxes) if b is None]
         jobs: list[_Job] = []
         if given:
             bx = np.stack([checked_box(boxes[i], images[i].shape[1], images[i].shape[0]) for i in given])
-            scores = self.finder.score([images[i] for i in given], square_box(bx), batch_size) if self.finder \
+            logits = self.finder.logits([images[i] for i in given], square_box(bx), batch_size) if self.finder \
                 else [None] * len(given)
-            jobs += [_Job(i, b, "given", None if s is None else float(s)) for i, b, s in zip(given, bx, scores)]
+            jobs += [_Job(i, b, "given", None if z is None else float(z)) for i, b, z in zip(given, bx, logits)]
         if free and self.finder is None:
             jobs += [_Job(i, b, "image", None) for i, b in zip(free, whole_photos([images[i] for i in free]))]
         elif free:
+            # the finder's logit from which a candidate reaches the threshold with full pose confidence
+            rule = self.box_rule
+            least = (np.log(self.threshold / (1 - self.threshold)) - rule.b) / rule.a if rule.a > 0 else -np.inf
             for i, people in zip(free, self.finder([images[i] for i in free], batch_size=batch_size)):
-                chosen = [k for k in range(len(people)) if people.scores[k] >= self.threshold][: self.max_people]
-                jobs += [_Job(i, people.boxes[k], "found", float(people.scores[k])) for k in chosen or [0]]
+                chosen = [k for k in range(len(people)) if people.logits[k] >= least]
+                jobs += [_Job(i, people.boxes[k], "found", float(people.logits[k])) for k in chosen or [0]]
         return jobs
 
     def _pose(self, images: list[np.ndarray], jobs: list[_Job], batch_size: int) -> list[Prediction]:
-        """Stages 2 and 3: every job's pose in one batch, found boxes re-cropped until they converge, the same
+        """Stages 2 and 3: every job's pose in one batch, found boxes re-cropped until they converge, each person
+        scored (`serve.detect.person_probability`: the finder's logit and the pose network's confidence), the same
         person found twice kept once; then each photo's `Prediction`."""
         pose = self.pose
         refined = [k for k, j in enumerate(jobs) if j.source == "found"]
@@ -306,8 +310,11 @@ class Predictor:
             r = recrop_until_converged(lambda sub, b, photos=photos: pose([photos[s] for s in sub], b, batch_size),
                                        np.stack([jobs[k].box for k in idx]), recrops, self.tol,
                                        self.box_rule.box_scale)
+            logits = [jobs[k].logit for k in idx]
+            scores = [None] * len(idx) if logits[0] is None else person_probability(
+                np.array(logits), r.confidence, self.box_rule.a, self.box_rule.b, self.box_rule.c)
             for n, k in enumerate(idx):
-                score = jobs[k].score
+                score = None if scores[n] is None else float(scores[n])
                 confidence = r.confidence[n] * score if score is not None else r.confidence[n]
                 people[k] = Person(r.joints[n, -1], r.joints[n], confidence, np.array(corner_box(r.boxes[n])),
                                    jobs[k].source, score, int(r.iterations[n]))

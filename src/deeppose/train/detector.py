@@ -33,7 +33,7 @@ from deeppose.models.factory import create_model
 from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.paths import data_root
 from deeppose.serve.detect import read_people
-from deeppose.serve.localize import FOUND_THRESHOLD, calibrate_presence, person_in_box
+from deeppose.serve.localize import FOUND_THRESHOLD, person_in_box
 from deeppose.train.localizer import whole_image_splits
 from deeppose.train.loop import FitResult, check_run_folder, run_task
 from deeppose.train.run import Schedule, StageTask
@@ -240,46 +240,71 @@ def train_detector(cfg: DetectorConfig, out: str | Path, resume: bool = False, p
     return run_task(detector_task(cfg, people, nobody), schedule, out, resume, stop_after_steps, progress)
 
 
-def held_out_peaks(model: PersonDetector, people: PoseDataset, nobody: list[Path], box_scale: float,
-                   progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The detector's candidates on held-out whole photos, as calibration data: ((N,) logits, (N,) labels: 1 for
-    the strongest candidate whose box holds a photo's annotated person, 0 for every candidate on a photo with
-    nobody), and (len(people),) the logit of each annotated person's candidate (-inf: none holds it).
+def top_candidates(detector: PersonDetector, meta: ModelMeta, pose: str | Path, photos: list[Path],
+                   batch_size: int = 32) -> np.ndarray:
+    """Each photo's strongest candidate as the pipeline scores it: (N, 2) [the detector's centre logit, the pose
+    network's mean joint confidence in that person's box after the box rule's re-crops] (`serve.detect`'s
+    `person_probability` features)."""
+    from deeppose.serve.backend import TorchNetworks
+    from deeppose.serve.finder import DetectorFinder
+    from deeppose.serve.localize import RECROPS, TOLERANCE, recrop_until_converged
+    from deeppose.serve.pose import PoseStage
+    from deeppose.skeleton import get_skeleton
 
-    Other candidates on photos of people are left out: they may be people nobody annotated.
+    pose_model, pose_meta = model_from_checkpoint(pose)
+    networks = TorchNetworks(pose_model, detector)
+    finder = DetectorFinder(networks, meta)
+    rule = finder.rule
+    stage = PoseStage(networks, get_skeleton(pose_meta.skeleton), pose_meta.input_size,
+                      pose_meta.cascade.source_size if pose_meta.kind == "cascade" else None)
+    out = []
+    for lo in range(0, len(photos), 100):
+        images = [read_image(p) for p in photos[lo:lo + 100]]
+        top = [people.take([0]) for people in finder(images, batch_size=batch_size)]
+        r = recrop_until_converged(lambda idx, b, ims=images: stage([ims[i] for i in idx], b, batch_size),
+                                   np.concatenate([t.boxes for t in top]),
+                                   RECROPS if rule.recrops is None else rule.recrops, TOLERANCE, rule.box_scale)
+        out.append(np.stack([np.concatenate([t.logits for t in top]), r.confidence.mean(axis=1)], axis=1))
+    return np.concatenate(out)
+
+
+def fit_person_score(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The logistic scaling person_score = sigmoid(a * logit + c * log(confidence) + b) that minimizes the
+    cross-entropy to the labels (1: a photo of people, 0: a photo with nobody), both classes weighted equally.
+
+    Args:
+        features: (N, 2) [logit, mean joint confidence]; labels: (N,).
     """
-    from tqdm import tqdm
+    x = torch.as_tensor(np.stack([features[:, 0], np.log(np.clip(features[:, 1], 1e-4, 1.0))], axis=1))
+    y = torch.as_tensor(np.asarray(labels, np.float64))
+    n_pos, n_neg = float(y.sum()), float((1 - y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("calibration needs photos with and without people")
+    weight = torch.where(y > 0.5, 0.5 / n_pos, 0.5 / n_neg)
+    params = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64, requires_grad=True)  # a, c, b
+    opt = torch.optim.LBFGS([params], max_iter=500, line_search_fn="strong_wolfe")
 
-    logits, labels, person_logit = [], [], []
-    for lo in tqdm(range(0, len(people), 100), desc="photos of people", disable=not progress, unit="chunk"):
-        samples = people.samples[lo:lo + 100]
-        z, d, a = detector_maps(model, [read_image(s.image_path) for s in samples])
-        for s, zi, di, ai in zip(samples, z, d, a):
-            p = read_people(zi, di, ai, 1.0, 0.0, model.stride, box_scale, floor=0.01)
-            holds = person_in_box(p.boxes, np.repeat(s.joints[None], len(p), 0), np.repeat(s.labelled[None], len(p), 0))
-            best = float(p.logits[holds].max()) if holds.any() else -np.inf
-            person_logit.append(best)
-            if holds.any():
-                logits.append(best)
-                labels.append(1.0)
-    for lo in tqdm(range(0, len(nobody), 100), desc="photos with nobody", disable=not progress, unit="chunk"):
-        z, d, a = detector_maps(model, [read_image(p) for p in nobody[lo:lo + 100]])
-        for zi, di, ai in zip(z, d, a):
-            p = read_people(zi, di, ai, 1.0, 0.0, model.stride, box_scale, floor=0.01)
-            logits += p.logits.tolist()
-            labels += [0.0] * len(p)
-    return np.asarray(logits), np.asarray(labels), np.asarray(person_logit)
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (weight * torch.nn.functional.binary_cross_entropy_with_logits(
+            x @ params[:2] + params[2], y, reduction="none")).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, c, b = (float(v) for v in params.detach())
+    return {"a": a, "b": b, "c": c, "n_positive": int(n_pos), "n_negative": int(n_neg)}
 
 
-def calibrate_detector(checkpoint: str | Path, out: str | Path, root: str | Path | None = None,
-                       progress: bool = False) -> dict[str, Any]:
-    """Fit the per-person score's Platt scaling (`localize.calibrate_presence`) on the training run's held-out
-    photos (`held_out_peaks`: LSPET val's annotated people against every candidate on the held-out photos with
-    nobody) and write the detector with it to `out`.
+def calibrate_detector(checkpoint: str | Path, pose: str | Path, out: str | Path, root: str | Path | None = None
+                       ) -> dict[str, Any]:
+    """Fit the person score (`fit_person_score`: the detector's logit and the `pose` network's confidence) on the
+    training run's held-out photos, each photo's strongest candidate (`top_candidates`): LSP val and LSPET val
+    with people, the held-out photos with nobody without, and write the detector with it to `out`.
 
     Returns:
-        {"a", "b", "n_positive", "n_negative", "missed": share of the held-out annotated people with no candidate
-        scored >= 0.5 holding them, "false_positives": share of held-out photos with nobody given someone}.
+        {"a", "b", "c", "n_positive", "n_negative", "false_negatives": share of the held-out photos of people where
+        nobody scores >= 0.5, "false_positives": share of the held-out photos with nobody where someone does}.
     """
     model, meta = model_from_checkpoint(checkpoint)
     if meta.kind != "detector":
@@ -287,15 +312,18 @@ def calibrate_detector(checkpoint: str | Path, out: str | Path, root: str | Path
     cfg = detector_config(meta.provenance["config"])
     people, nobody = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size,
                                      cfg.lspet_val_size, cfg.negatives_val_size)
-    rule = meta.box_rule or BoxRule()
-    logits, labels, person_logit = held_out_peaks(model, people["lspet_val"], nobody["val"], rule.box_scale, progress)
-    cal = calibrate_presence(logits, labels)
-    threshold = (np.log(FOUND_THRESHOLD / (1 - FOUND_THRESHOLD)) - cal["b"]) / cal["a"]
-    z, _, _ = detector_maps(model, [read_image(p) for p in nobody["val"]])
-    cal.update(missed=float((person_logit < threshold).mean()),
-               false_positives=float((z.reshape(len(z), -1).max(axis=1) >= threshold).mean()))
-    calibrated = replace(meta, box_rule=replace(rule, a=cal["a"], b=cal["b"]))
-    save_checkpoint(out, model, calibrated.with_provenance(calibration={**cal, "data": "lspet:val, negatives:val"}))
+    with_people = [s.image_path for name in ("lsp_val", "lspet_val") for s in people[name].samples]
+    features = np.concatenate([top_candidates(model, meta, pose, with_people),
+                               top_candidates(model, meta, pose, nobody["val"])])
+    labels = np.concatenate([np.ones(len(with_people)), np.zeros(len(nobody["val"]))])
+    cal = fit_person_score(features, labels)
+    from deeppose.serve.detect import person_probability
+
+    found = person_probability(features[:, 0], features[:, 1:], cal["a"], cal["b"], cal["c"]) >= FOUND_THRESHOLD
+    cal.update(false_negatives=float((~found[labels > 0]).mean()), false_positives=float(found[labels == 0].mean()))
+    rule = replace(meta.box_rule or BoxRule(), a=cal["a"], b=cal["b"], c=cal["c"])
+    save_checkpoint(out, model, replace(meta, box_rule=rule).with_provenance(
+        calibration={**cal, "pose": Path(pose).name, "data": "lsp:val, lspet:val, negatives:val"}))
     return cal
 
 
