@@ -1,6 +1,6 @@
 """Inference speed and memory of a checkpoint: ms/image at batch 1 (1 and 2 threads), images/s at batch 32 on 2
 threads, with and without the flip test, and the peak resident memory of a process doing only that (each case
-in a fresh subprocess). The "image" case times `Predictor.predict_image` on a 200 x 200 RGB array (the crop's
+in a fresh subprocess). The "image" case times `Predictor.predict` on a 200 x 200 RGB array (the crop's
 affine warp included, JPEG decoding not), the others the network on ready uint8 crops. For a cascade checkpoint
 the crops come with their sources (the box at the cascade's source resolution) and every case is timed for
 stage 1 alone and for the whole cascade, in alternation within one process (`ratio_to_stage1`), so the cost of
@@ -47,9 +47,9 @@ def measure(checkpoint: str, batch: int, threads: int, repeats: int, flip: bool,
     def run(p: Predictor) -> float:
         start = time.perf_counter()
         if image:
-            p.predict_image(rgb)
+            p.predict(rgb)
         else:
-            p(x, sources)
+            p.pose.normalized(x, sources)
         return time.perf_counter() - start
 
     times: list[list[float]] = [[] for _ in predictors]

@@ -127,7 +127,7 @@ def throughput_section(rows: list[dict]) -> list[str]:
 def inference_section(rows: list[dict]) -> list[str]:
     out = ["## Inference", "",
            "Median over repeats, each case in a fresh process (peak RSS is that process's). `crops`: the network "
-           "on ready uint8 crops; `image`: `Predictor.predict_image` on a 200×200 RGB array (crop warp included, "
+           "on ready uint8 crops; `image`: `Predictor.predict` on a 200×200 RGB array (crop warp included, "
            "JPEG decoding not).", "",
            *_header("checkpoint", "case", "stages", "batch", "threads", "flip", "ms / image", "images / s",
                     "peak RSS MiB")]

@@ -57,6 +57,9 @@ class DetectorConfig:
         offset_weight: weight of the offsets' L1 loss next to the centre focal loss.
         ignore_above: in tiles of photos of people, a cell the current detector scores above this probability
             and no annotated person is centred near (heat below 0.1) is not background (an unannotated person).
+        teacher: a detector checkpoint (e.g. MoveNet's, imported) whose frozen centre map also marks, in tiles of
+            photos of people, where unannotated people may be: cells it scores above `teacher_above` ("": none).
+        teacher_above: the teacher's probability from which a cell may hold an unannotated person.
         optim, epochs, max_minutes, checkpoint_minutes, num_workers, seed, device, precision: as
             `LocalizerConfig`'s.
     """
@@ -72,6 +75,8 @@ class DetectorConfig:
     mosaic: Mosaic = field(default_factory=Mosaic)
     offset_weight: float = 0.25
     ignore_above: float = 0.3
+    teacher: str = ""
+    teacher_above: float = 0.1
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, batch_size=32, warmup_steps=50,
                                                                    backbone_lr=0.1))
     epochs: float = 4.0
@@ -113,20 +118,24 @@ def detector_splits(root: Path, seed: int = 0, lsp_val_size: int = 200, lspet_va
 
 
 def centre_loss(logits: torch.Tensor, heat: torch.Tensor, may_hold_people: torch.Tensor, ignore_above: float,
-                alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+                seen: torch.Tensor | None = None, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss on the centre heatmap (Zhou et al. 2019, Eq. 1), normalized by the
-    number of centres; cells of photos of people that the detector already scores above `ignore_above`, away from
-    any annotated centre (heat < 0.1), are left out of the background term (unannotated people).
+    number of centres; cells of photos of people that the detector already scores above `ignore_above`, or that a
+    teacher sees a person at (`seen`), away from any annotated centre (heat < 0.1), are left out of the background
+    term (unannotated people).
 
     Args:
-        logits: (B, 1, G, G); heat: (B, G, G) targets (1 at centres); may_hold_people: (B, G, G) bool.
+        logits: (B, 1, G, G); heat: (B, G, G) targets (1 at centres); may_hold_people, seen: (B, G, G) bool.
     """
     z = logits[:, 0].float()
     p = torch.sigmoid(z)
     centre = heat >= 1.0 - 1e-6
     log_p, log_not_p = torch.nn.functional.logsigmoid(z), torch.nn.functional.logsigmoid(-z)
     positive = ((1 - p) ** alpha * log_p)[centre].sum()
-    unannotated = may_hold_people & (p.detach() > ignore_above) & (heat < 0.1)
+    confident = p.detach() > ignore_above
+    if seen is not None:
+        confident = confident | seen
+    unannotated = may_hold_people & confident & (heat < 0.1)
     background = ((1 - heat) ** beta * p ** alpha * log_not_p)[~centre & ~unannotated].sum()
     return -(positive + background) / centre.sum().clamp(min=1)
 
@@ -210,10 +219,20 @@ def detector_task(cfg: DetectorConfig, people: dict[str, PoseDataset], nobody: d
     model = PersonDetector(create_model(cfg.model, train.skeleton.num_joints, cfg.input_size))
     if cfg.init:
         init_from_checkpoint(model, cfg.init)
+    teacher = None
+    if cfg.teacher:
+        teacher, teacher_meta = model_from_checkpoint(cfg.teacher)
+        if teacher_meta.kind != "detector" or teacher_meta.input_size != cfg.input_size:
+            raise DeepPoseError(cfg.teacher, f"the teacher must be a person detector at {cfg.input_size} px")
+        teacher.requires_grad_(False)
 
     def loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         z, d = model(batch["image"])
-        return (centre_loss(z, batch["heat"], batch["may_hold_people"], cfg.ignore_above)
+        seen = None
+        if teacher is not None:
+            with torch.no_grad():
+                seen = torch.sigmoid(teacher.to(z.device).eval()(batch["image"])[0][:, 0].float()) > cfg.teacher_above
+        return (centre_loss(z, batch["heat"], batch["may_hold_people"], cfg.ignore_above, seen)
                 + cfg.offset_weight * offset_loss(d, batch["cells"], batch["offsets"], batch["weight"],
                                                   batch["present"]))
 
@@ -309,7 +328,7 @@ def calibrate_detector(checkpoint: str | Path, pose: str | Path, out: str | Path
     model, meta = model_from_checkpoint(checkpoint)
     if meta.kind != "detector":
         raise DeepPoseError(checkpoint, "not a person detector checkpoint")
-    cfg = detector_config(meta.provenance["config"])
+    cfg = detector_config(meta.provenance.get("config", {}))
     people, nobody = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size,
                                      cfg.lspet_val_size, cfg.negatives_val_size)
     with_people = [s.image_path for name in ("lsp_val", "lspet_val") for s in people[name].samples]
@@ -347,7 +366,7 @@ def tune_detector(detector: str | Path, pose: str | Path, out: str | Path,
     model, meta = model_from_checkpoint(detector)
     if meta.kind != "detector":
         raise DeepPoseError(detector, "not a person detector checkpoint")
-    cfg = detector_config(meta.provenance["config"])
+    cfg = detector_config(meta.provenance.get("config", {}))
     people, _ = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size,
                                 cfg.negatives_val_size)
     pose_model, pose_meta = model_from_checkpoint(pose)
