@@ -228,7 +228,7 @@ def test_everyone_in_a_team_photo_and_the_deprecated_fields_are_the_best_persons
 def test_the_person_score_weighs_the_finders_logit_and_the_pose_confidence():
     from deeppose.serve.detect import person_probability
     from deeppose.serve.localize import presence_probability
-    from deeppose.train.detector import fit_person_score
+    from deeppose.train.detector_tune import fit_person_score
 
     logits, confidence = np.array([-1.0, 0.5, 2.0]), np.array([[0.9, 0.8], [0.1, 0.2], [np.nan, np.nan]])
     assert np.allclose(person_probability(logits, confidence, 2.0, -0.5, 0.0), presence_probability(logits, 2.0, -0.5))

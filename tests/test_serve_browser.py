@@ -184,3 +184,20 @@ def test_a_dropped_photo_and_a_dropped_broken_file(server, browser, lsp_root):
     browser.execute_script(drop, photo.name, base64.b64encode(photo.read_bytes()).decode())
     assert _wait_for_answer(browser) == "done", browser.find_element("id", "status").text
     assert _page_joints(browser) == _api(server, photo)["joints"]
+
+
+def test_a_team_photo_shows_a_table_and_a_colour_per_person(server, browser, shared_data):
+    """Several people: one table each, in the API's order, each headed in its own colour."""
+    photo = shared_data / "multi" / "images" / "coco_000000196141.jpg"
+    _open(browser, server)
+    browser.find_element("id", "file").send_keys(str(photo.resolve()))
+    assert _wait_for_answer(browser) == "done", browser.find_element("id", "status").text
+    browser.save_screenshot(str(ARTIFACTS / "serve_page_team.png"))
+    api = _api(server, photo)
+    n = len(api["people"])
+    assert n >= 2 and f"{n} people found" in browser.find_element("id", "summary").text
+    for k, person in enumerate(api["people"]):
+        assert _page_joints(browser, k) == person["joints"]
+    swatches = [e.value_of_css_property("background-color")
+                for e in browser.find_elements("css selector", "#people h2 .swatch")]
+    assert len(swatches) == n and len(set(swatches)) == n

@@ -30,7 +30,7 @@ def weights_root() -> Path:
     return data_root().parent / "weights"
 
 
-DEFAULT_MODEL = "deeppose_movenet_person.onnx"  # the ONNX export (`deeppose export`) of the .pt beside it
+DEFAULT_MODEL = "deeppose_movenet_people.onnx"  # the ONNX export (`deeppose export`) of the .pt beside it
 
 
 def default_model() -> Path:

@@ -275,7 +275,7 @@ def cmd_detector_train(args: argparse.Namespace) -> int:
 
 
 def cmd_detector_calibrate(args: argparse.Namespace) -> int:
-    from deeppose.train.detector import calibrate_detector
+    from deeppose.train.detector_tune import calibrate_detector
 
     cal = calibrate_detector(args.checkpoint, args.pose, args.out, args.root)
     print(f"person score = sigmoid({cal['a']:.3f} * logit + {cal['c']:.3f} * log(pose confidence) + {cal['b']:.3f}) "
@@ -286,7 +286,7 @@ def cmd_detector_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_detector_tune(args: argparse.Namespace) -> int:
-    from deeppose.train.detector import tune_detector
+    from deeppose.train.detector_tune import tune_detector
 
     result = tune_detector(args.checkpoint, args.pose, args.out, root=args.root, progress=sys.stderr.isatty())
     best = result["best"]
