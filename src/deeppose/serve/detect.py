@@ -39,7 +39,9 @@ class People:
 
     Attributes:
         boxes: (N, 4) squared person boxes (c_x, c_y, s, s), image pixels (the box rule on `joints`).
-        scores: (N,) calibrated probability that each is a person.
+        scores: (N,) calibrated probability that each is a person from the centre logit alone
+            (sigmoid(a * logit + b); where the person score also weighs the pose network's confidence, c > 0, this
+            is its value at full confidence: an upper bound, which the pipeline refines once it has posed them).
         logits: (N,) the detector's raw centre logits.
         joints: (N, K, 2) the detector's coarse pose of each, image pixels.
     """
