@@ -12,7 +12,8 @@ localizer it replaced and MoveNet Lightning, on the same photos, in one run.
 3. Nobody here: false positives on data/negatives/test (250 real photos: animals, food, objects, places), false
    negatives on LSP test and LSPET val.
 4. Speed: ms per photo with 1, 2 and 4 people (LSP test people on a 2 x 2 canvas, the other tiles black), 1 and 2
-   threads, ours (ONNX Runtime, the default's format) and MoveNet (LiteRT, in the peers' interpreter) in one run.
+   threads, ours and the previous default (ONNX Runtime, the default's format, alternating) and MoveNet (LiteRT, in
+   the peers' interpreter) in one run.
 
     python benchmarks/multi_person.py --peer-python runs/peers/bin/python
 Writes benchmarks/results/<name>.json and prints what it measures.
@@ -212,29 +213,41 @@ def crowd_canvases(lsp: PoseDataset, people: int, n: int, side: int = 480) -> li
     return out
 
 
-def speed(ours: Path, peer: str, movenet: Path, lsp: PoseDataset, n: int = 20) -> list[dict]:
-    """ms per photo (median) with 1, 2 and 4 people, 1 and 2 threads: ours on ONNX Runtime and MoveNet."""
+def time_photos(predictor: Predictor, photos: list[np.ndarray], rounds: int = 3) -> tuple[float, float]:
+    """(median ms per photo over `rounds` passes, mean people found) of a predictor on decoded photos."""
+    predictor.predict(photos[0])  # warm-up
+    times, found = [], []
+    for _ in range(rounds):
+        for photo in photos:
+            t0 = time.perf_counter()
+            result = predictor.predict(photo)
+            times.append(time.perf_counter() - t0)
+            found.append(len(result.people))
+    return 1000 * float(np.median(times)), float(np.mean(found))
+
+
+def speed(ours: Path, baseline: Path | None, peer: str, movenet: Path, lsp: PoseDataset, n: int = 20
+          ) -> list[dict]:
+    """ms per photo (median) with 1, 2 and 4 people, 1 and 2 threads: ours and the previous default (its ONNX
+    export) on ONNX Runtime, alternating, and MoveNet."""
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
         predictor = Predictor.from_checkpoint(ours, threads=threads)
+        before = Predictor.from_checkpoint(baseline, threads=threads) if baseline else None
         for people in (1, 2, 4):
             canvases = crowd_canvases(lsp, people, n)
-            predictor.predict(canvases[0])  # warm-up
-            times, found = [], []
-            for canvas in canvases:
-                t0 = time.perf_counter()
-                result = predictor.predict(canvas)
-                times.append(time.perf_counter() - t0)
-                found.append(len(result.people))
+            ours_ms, found = time_photos(predictor, canvases)
+            row = {"people": people, "threads": threads, "ours_ms": round(ours_ms, 2),
+                   "ours_people_found": round(found, 2)}
+            if before is not None:
+                row["previous_default_ms"] = round(time_photos(before, canvases)[0], 2)
+                row["ratio_ours_to_previous_default"] = round(row["ours_ms"] / row["previous_default_ms"], 2)
             _, _, mn = movenet_people(peer, movenet, canvases, threads)
-            row = {"people": people, "threads": threads, "ours_ms": round(1000 * float(np.median(times)), 2),
-                   "movenet_ms": round(1000 * float(np.median(mn[1:])), 2),
-                   "ours_people_found": round(float(np.mean(found)), 2)}
+            row["movenet_ms"] = round(1000 * float(np.median(mn[1:])), 2)
             row["ratio_ours_to_movenet"] = round(row["ours_ms"] / row["movenet_ms"], 2)
             rows.append(row)
-            print(f"speed: {people} people, {threads} threads: ours {row['ours_ms']:.1f} ms (found "
-                  f"{row['ours_people_found']}), MoveNet {row['movenet_ms']:.1f} ms", flush=True)
+            print(f"speed: {people} people, {threads} threads: {row}", flush=True)
     return rows
 
 
@@ -243,6 +256,8 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, default=default_model(), help="ours (default: the shipped model)")
     parser.add_argument("--baseline", type=Path, default=Path("models/deeppose_movenet_person.pt"),
                         help="the one-person localizer pipeline it replaced")
+    parser.add_argument("--baseline-export", type=Path, default=Path("runs/old_export/deeppose_movenet_person.onnx"),
+                        help="the previous default's ONNX export, timed beside ours (skipped where absent)")
     parser.add_argument("--peer-python", default=sys.executable, help="python of a venv with ai-edge-litert")
     parser.add_argument("--movenet", type=Path, default=data_root().parent / "peers" /
                         "movenet_single_pose_lightning_ptq.tflite")
@@ -265,7 +280,8 @@ def main() -> int:
         "nobody": nobody(systems, root / "negatives" / "test"),
     }
     if not args.skip_speed:
-        out["speed"] = speed(args.checkpoint, args.peer_python, args.movenet, lsp)
+        baseline = args.baseline_export if args.baseline_export.is_file() else None
+        out["speed"] = speed(args.checkpoint, baseline, args.peer_python, args.movenet, lsp)
     path = write_result(args.name, {
         "what": "everyone in the photo: COCO keypoint AP/AR on the 12 limb joints (data/multi; 2x2 mosaics of the "
                 f"held-out LSPET val photos, {len(mosaics)} of them), one-person PCK@0.2/PCP of the matched person, "

@@ -285,9 +285,10 @@ def _multi_person_lines(r: dict) -> list[str]:
     out += ["", f"`{r['benchmark']}`, data/negatives/test (250 photos with nobody): someone found in "
             + "; ".join(f"{name} **{v['false_positive_rate']:.3f}**" for name, v in r["nobody"].items()) + ".", ""]
     if r.get("speed"):
-        out += ["| people in the photo | threads | ours ms | MoveNet ms | ours / MoveNet | ours: people found |",
-                "| --- | --- | --- | --- | --- | --- |"]
-        out += [f"| {v['people']} | {v['threads']} | {v['ours_ms']:.1f} | {v['movenet_ms']:.1f} | "
+        out += ["| people in the photo | threads | ours ms | previous default ms | ours / previous | MoveNet ms | "
+                "ours / MoveNet | ours: people found |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        out += [f"| {v['people']} | {v['threads']} | {v['ours_ms']:.1f} | {_f(v.get('previous_default_ms'), 1)} | "
+                f"**{_f(v.get('ratio_ours_to_previous_default'), 2)}** | {v['movenet_ms']:.1f} | "
                 f"**{v['ratio_ours_to_movenet']:.2f}** | {v['ours_people_found']} |" for v in r["speed"]]
         out.append("")
     return out
