@@ -318,7 +318,8 @@ RESULT_SECTIONS: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], lis
         "count against every system alike). Ours at the shipped threshold (the people a user gets) and with every "
         "candidate above the detector's floor (as COCO evaluations rank detections); MoveNet Lightning int8 "
         "(single pose, on the squared photo) returns one person per photo. Then one-person photos, photos with "
-        "nobody, and ms per photo with 1, 2 and 4 people (LSP test people on a 2×2 canvas), ours on ONNX Runtime "
+        "nobody, and ms per photo with 1, 2 and 4 people (LSP test people on a 2×2 canvas): ours and the previous "
+        "default (its ONNX export, alternating) on ONNX Runtime "
         "and MoveNet on LiteRT in one run.",
         ("run", "photos", "system", "AP", "AP50", "AR", "people per photo"), _multi_person_lines),
     "movenet_crops": (
