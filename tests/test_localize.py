@@ -216,7 +216,7 @@ def test_pipeline_checkpoint_round_trip(tmp_path):
     np.testing.assert_allclose(given.box, [60.0, 40.0, 50.0, 50.0])
     plain = Predictor.from_checkpoint(bundle, localize=False).predict(image)
     assert plain.box_source == "image" and plain.person_score is None
-    with pytest.raises(DeepPoseError, match="expected a person localizer"):
+    with pytest.raises(DeepPoseError, match="expected a person detector or localizer"):
         bundle_checkpoint(pose, pose, tmp_path / "bad.pt")
     with pytest.raises(DeepPoseError, match="localizer alone"):
         Predictor.from_checkpoint(loc)
