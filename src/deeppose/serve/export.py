@@ -1,6 +1,6 @@
 """ONNX export of what a user runs (`deeppose export`), and its static int8 quantization with ONNX Runtime.
 
-    export_onnx("models/deeppose_movenet_person.pt", "model.onnx", int8=True)
+    export_onnx("models/deeppose_movenet_people.pt", "model.onnx", int8=True)
 
 writes model.onnx (the pose graph: stage 1 and the cascade stages, decoded to box-normalized joints and confidences),
 the finder's graph when the checkpoint has one (model.detector.onnx: the person detector's centre logits and offsets;

@@ -128,7 +128,7 @@ class Predictor:
     """Inference with a stage-1 model or a cascade, and optionally a finder in front of it (the person detector,
     or the one-person localizer).
 
-    >>> predictor = Predictor.from_checkpoint("models/deeppose_movenet_person.pt")  # doctest: +SKIP
+    >>> predictor = Predictor.from_checkpoint("models/deeppose_movenet_people.pt")  # doctest: +SKIP
     >>> result = predictor.predict(image)  # RGB (H, W, 3) uint8: everyone found, joints in pixels  # doctest: +SKIP
     >>> [p.box for p in result.people]  # doctest: +SKIP
 
