@@ -243,3 +243,23 @@ def test_the_person_score_weighs_the_finders_logit_and_the_pose_confidence():
     assert cal["c"] > 1.0 and abs(cal["a"]) < cal["c"]  # the pose confidence is what tells them apart
     found = person_probability(z, conf[:, None], cal["a"], cal["b"], cal["c"]) >= 0.5
     assert found[:200].mean() > 0.95 and found[200:].mean() < 0.05
+
+
+def test_mined_photos_come_back_more_often(canvases, tmp_path):
+    """Hard-negative mining: a mining file's scores weigh how often each photo with nobody is drawn."""
+    import json
+
+    from deeppose.errors import DeepPoseError
+    from deeppose.train.detector import mined_weights
+
+    people, nobody = canvases
+    mined = tmp_path / "hard.json"
+    mined.write_text(json.dumps({"detector": "x.pt", "photos": {p.name: s for p, s in zip(nobody, (0.9, 0.0, 0.1))}}))
+    w = mined_weights(mined, nobody, hard_share=0.5)
+    assert np.allclose(w, [0.5 * 0.9 + 0.5 / 3, 0.5 / 3, 0.5 * 0.1 + 0.5 / 3]) and np.isclose(w.sum(), 1.0)
+    with pytest.raises(DeepPoseError, match="hard.json: not a mining file"):
+        mined_weights(mined, [*nobody, tmp_path / "other.png"], 0.5)
+    data = MosaicDataset(people, nobody, 96, Mosaic(grids=(1.0, 0.0, 0.0), nobody_prob=1.0), nobody_weights=w)
+    means = [float(data[i]["image"].float().mean()) for i in range(60)]  # the photos are flat: 0, 60 and 120
+    drawn = np.bincount(np.rint(np.array(means) / 60).astype(int).clip(0, 2), minlength=3)
+    assert drawn[0] > drawn[1] and drawn[0] > drawn[2]

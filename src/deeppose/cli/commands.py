@@ -285,6 +285,16 @@ def cmd_detector_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detector_mine(args: argparse.Namespace) -> int:
+    from deeppose.train.detector import mine_hard_negatives
+
+    writable_folder(Path(args.out).parent)
+    r = mine_hard_negatives(args.checkpoint, args.out, args.root)
+    print(f"{r['n']} training photos with nobody scored: mean centre probability {r['mean']:.3f}, a person found in "
+          f"{r['above_0.5']:.3f} of them; wrote {args.out}")
+    return 0
+
+
 def cmd_detector_tune(args: argparse.Namespace) -> int:
     from deeppose.train.detector_tune import tune_detector
 

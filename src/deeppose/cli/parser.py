@@ -11,6 +11,7 @@ from deeppose.cli.commands import (
     cmd_data_synth,
     cmd_demo,
     cmd_detector_calibrate,
+    cmd_detector_mine,
     cmd_detector_train,
     cmd_detector_tune,
     cmd_eval,
@@ -203,6 +204,12 @@ def _add_detector_command(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     dt.add_argument("--stop-after-steps", type=int, default=0, help="stop with a checkpoint after N steps")
     dt.set_defaults(func=cmd_detector_train)
+    dm = det_sub.add_parser("mine", help="hard-negative mining: score the training photos with nobody in them, for "
+                                         "a next run's hard_negatives")
+    dm.add_argument("--checkpoint", required=True, help="a detector checkpoint")
+    dm.add_argument("--out", required=True, help="the mining file (JSON) to write")
+    dm.add_argument("--root", help="folder holding lsp/, lspet/ and negatives/ (default: $DEEPPOSE_DATA)")
+    dm.set_defaults(func=cmd_detector_mine)
     dc = det_sub.add_parser("calibrate", help="fit the person score (the detector's logit and the pose network's "
                                               "confidence) on held-out photos")
     dc.add_argument("--checkpoint", required=True, help="a detector checkpoint (best.pt, or tune's output)")

@@ -87,11 +87,13 @@ class MosaicDataset(SeededDataset):
     Args:
         people: photos with one annotated person each (LSP, LSPET); an epoch has one canvas per photo.
         nobody: photos with nobody in them.
+        nobody_weights: (len(nobody),) how often each is drawn, relatively (hard-negative mining,
+            `train.detector.mined_weights`); None: uniformly.
         input_size: S, a multiple of 12 (so that 2 x 2 and 3 x 3 tiles fall on whole cells).
     """
 
     def __init__(self, people: PoseDataset, nobody: list[Path], input_size: int, mosaic: Mosaic | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, nobody_weights: np.ndarray | None = None) -> None:
         super().__init__(people, input_size, seed)
         if input_size % 12:
             raise ValueError(f"the canvas side must be a multiple of 12, got {input_size}")
@@ -99,6 +101,12 @@ class MosaicDataset(SeededDataset):
             raise ValueError("the detector's canvases need photos with nobody in them")
         self.nobody = list(nobody)
         self.mosaic = mosaic or Mosaic()
+        self.nobody_p = None
+        if nobody_weights is not None:  # hard-negative mining: some photos drawn more often
+            w = np.asarray(nobody_weights, np.float64)
+            if w.shape != (len(self.nobody),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"nobody_weights: {len(self.nobody)} non-negative weights expected")
+            self.nobody_p = w / w.sum()
 
     def grid(self, rng: np.random.Generator) -> int:
         """The number of tiles per side of one canvas."""
@@ -131,8 +139,10 @@ class MosaicDataset(SeededDataset):
         return tile, joints, labelled
 
     def nobody_tile(self, rng: np.random.Generator, side: int) -> np.ndarray:
-        """A (side, side, 3) tile cut from a random photo with nobody in it."""
-        image = read_image(self.nobody[int(rng.integers(len(self.nobody)))])
+        """A (side, side, 3) tile cut from a random photo with nobody in it (drawn by `nobody_weights` where given)."""
+        pick = int(rng.choice(len(self.nobody), p=self.nobody_p)) if self.nobody_p is not None else \
+            int(rng.integers(len(self.nobody)))
+        image = read_image(self.nobody[pick])
         h, w = image.shape[:2]
         lo, hi = self.mosaic.nobody_region
         region = float(rng.uniform(lo, hi)) * min(w, h)

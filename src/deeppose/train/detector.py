@@ -60,6 +60,10 @@ class DetectorConfig:
         teacher: a detector checkpoint (e.g. MoveNet's, imported) whose frozen centre map also marks, in tiles of
             photos of people, where unannotated people may be: cells it scores above `teacher_above` ("": none).
         teacher_above: the teacher's probability from which a cell may hold an unannotated person.
+        hard_negatives: a file of mined photos with nobody (`deeppose detector mine`: each training photo's
+            strongest centre probability under an earlier detector); "" draws them uniformly.
+        hard_share: with `hard_negatives`, the share of nobody tiles drawn in proportion to that probability (the
+            rest uniformly): the photos the detector took for people come back more often.
         optim, epochs, max_minutes, checkpoint_minutes, num_workers, seed, device, precision: as
             `LocalizerConfig`'s.
     """
@@ -77,6 +81,8 @@ class DetectorConfig:
     ignore_above: float = 0.3
     teacher: str = ""
     teacher_above: float = 0.1
+    hard_negatives: str = ""
+    hard_share: float = 0.5
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, batch_size=32, warmup_steps=50,
                                                                    backbone_lr=0.1))
     epochs: float = 4.0
@@ -239,7 +245,8 @@ def detector_task(cfg: DetectorConfig, people: dict[str, PoseDataset], nobody: d
     def validate() -> dict[str, float]:
         return validate_detector(model, people["lspet_val"], nobody["val"], cfg.mosaic.zoom.box_scale)
 
-    return StageTask(model, MosaicDataset(train, nobody["train"], cfg.input_size, cfg.mosaic, cfg.seed), loss,
+    weights = mined_weights(Path(cfg.hard_negatives), nobody["train"], cfg.hard_share) if cfg.hard_negatives else None
+    return StageTask(model, MosaicDataset(train, nobody["train"], cfg.input_size, cfg.mosaic, cfg.seed, weights), loss,
                      validate, detector_meta(cfg, train.skeleton.name, train.skeleton.num_joints), select="score")
 
 
@@ -257,3 +264,43 @@ def train_detector(cfg: DetectorConfig, out: str | Path, resume: bool = False, p
                                                cfg.negatives_val_size)
     torch.manual_seed(cfg.seed)
     return run_task(detector_task(cfg, people, nobody), schedule, out, resume, stop_after_steps, progress)
+
+
+def mine_hard_negatives(checkpoint: str | Path, out: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+    """Hard-negative mining: score every training photo with nobody in it (`detector_splits`' "train" half of
+    data/negatives/train; the held-out ones never) by a detector's strongest centre probability, and write
+    {"detector", "photos": {file name: probability}} to `out` (JSON), for `DetectorConfig.hard_negatives`.
+
+    Returns:
+        {"n", "mean", "above_0.5"}: how many photos, their mean probability, the share a person is found in.
+    """
+    from deeppose.files import write_json
+
+    model, meta = model_from_checkpoint(checkpoint)
+    if meta.kind != "detector":
+        raise DeepPoseError(checkpoint, "not a person detector checkpoint")
+    cfg = detector_config(meta.provenance.get("config", {}))
+    _, nobody = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size,
+                                cfg.negatives_val_size)
+    scores = []
+    for lo in range(0, len(nobody["train"]), 100):
+        z, _, _ = detector_maps(model, [read_image(p) for p in nobody["train"][lo:lo + 100]])
+        scores += (1 / (1 + np.exp(-z.reshape(len(z), -1).max(axis=1)))).tolist()
+    write_json(out, {"detector": Path(checkpoint).name,
+                     "photos": {p.name: round(float(s), 5) for p, s in zip(nobody["train"], scores)}})
+    return {"n": len(scores), "mean": float(np.mean(scores)), "above_0.5": float(np.mean(np.array(scores) >= 0.5))}
+
+
+def mined_weights(path: Path, photos: list[Path], hard_share: float) -> np.ndarray:
+    """(len(photos),) drawing weights from a mining file: `hard_share` of the draws in proportion to each photo's
+    mined probability, the rest uniform; DeepPoseError naming the file when it does not cover the photos."""
+    from deeppose.data.io import load_json
+
+    mined = load_json(path)
+    scores = mined.get("photos") if isinstance(mined, dict) else None
+    if not isinstance(scores, dict) or any(p.name not in scores for p in photos):
+        raise DeepPoseError(path, "not a mining file of these photos (deeppose detector mine writes one)")
+    if not 0 <= hard_share <= 1:
+        raise DeepPoseError(path, f"hard_share {hard_share} is not a fraction in [0, 1]")
+    s = np.array([float(scores[p.name]) for p in photos])
+    return hard_share * s / max(s.sum(), 1e-12) + (1 - hard_share) / len(photos)
