@@ -20,7 +20,9 @@ env -u DEEPPOSE_DATA venv/bin/deeppose predict "$photo" --out "$work/out"
 venv/bin/python - "$work/out/im1001.jpg.json" <<'PY'
 import json, sys
 record = json.load(open(sys.argv[1]))
-assert record["schema_version"] == 1 and len(record["joints"]) == 14 and record["person_found"], record
-print(f"predicted {sys.argv[1].rsplit('/', 1)[-1]}: person_score {record['person_score']:.2f}")
+assert record["schema_version"] == 2 and record["person_found"] and record["people"], record
+assert all(len(person["joints"]) == 14 for person in record["people"]), record
+print(f"predicted {sys.argv[1].rsplit('/', 1)[-1]}: {len(record['people'])} found, best person_score "
+      f"{record['person_score']:.2f}")
 PY
 echo "wheel check passed"
