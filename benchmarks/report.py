@@ -277,6 +277,8 @@ def _multi_person_lines(r: dict) -> list[str]:
            f"{v['people_per_photo']} |"
            for where, key in (("data/multi", "ap_multi"), ("LSPET val 2×2 mosaics", "ap_lspet_val_mosaics"))
            for name, v in r[key].items()]
+    if r.get("note"):
+        out += ["", f"`{r['benchmark']}`: {r['note']}."]
     out += ["", f"`{r['benchmark']}`, one person per photo (PCK@0.2 / PCP of the person found that the annotated "
                 "person is; the best person's PCK@0.2 in brackets; photos where nobody was found):", "",
             "| system | set | PCK@0.2 | PCP | best person | nobody found |", "| --- | --- | --- | --- | --- | --- |"]
