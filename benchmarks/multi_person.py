@@ -286,7 +286,7 @@ def main() -> int:
         "what": "everyone in the photo: COCO keypoint AP/AR on the 12 limb joints (data/multi; 2x2 mosaics of the "
                 f"held-out LSPET val photos, {len(mosaics)} of them), one-person PCK@0.2/PCP of the matched person, "
                 "false positives on data/negatives/test, ms per photo with 1/2/4 people",
-        "checkpoint": str(args.checkpoint), "baseline": str(args.baseline), **out},
+        "checkpoint": args.checkpoint.name, "baseline": str(args.baseline), **out},
         " ".join(["python", "benchmarks/multi_person.py", *sys.argv[1:]]))
     print(f"wrote {path}")
     return 0
