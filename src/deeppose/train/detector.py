@@ -26,14 +26,15 @@ from deeppose.data.io import read_image
 from deeppose.data.mosaic import Mosaic, MosaicDataset
 from deeppose.data.sample import PoseDataset
 from deeppose.errors import DeepPoseError
-from deeppose.geometry import augmentation_matrix, square_box, warp_image, whole_image_box
 from deeppose.models.checkpoint import init_from_checkpoint, model_from_checkpoint
 from deeppose.models.detector import PersonDetector
 from deeppose.models.factory import create_model
 from deeppose.models.meta import BoxRule, ModelMeta
 from deeppose.paths import data_root
 from deeppose.serve.detect import read_people
+from deeppose.serve.finder import whole_photos
 from deeppose.serve.localize import person_in_box
+from deeppose.serve.pose import crop_boxes
 from deeppose.train.localizer import whole_image_splits
 from deeppose.train.loop import FitResult, check_run_folder, run_task
 from deeppose.train.run import Schedule, StageTask
@@ -163,6 +164,19 @@ def offset_loss(offsets: torch.Tensor, cells: torch.Tensor, target: torch.Tensor
     return ((picked - target).abs().sum(-1) * mask).sum() / mask.sum().clamp(min=1)
 
 
+def detector_and_splits(checkpoint: str | Path, root: str | Path | None
+                        ) -> tuple[PersonDetector, ModelMeta, dict[str, PoseDataset], dict[str, list[Path]]]:
+    """A detector checkpoint's model and meta, and the held-out splits of its training run (`detector_splits`;
+    an imported detector, which has no run, gets the default splits); DeepPoseError when it is not a detector."""
+    model, meta = model_from_checkpoint(checkpoint)
+    if meta.kind != "detector":
+        raise DeepPoseError(checkpoint, "not a person detector checkpoint")
+    cfg = detector_config(meta.provenance.get("config", {}))
+    people, nobody = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size,
+                                     cfg.lspet_val_size, cfg.negatives_val_size)
+    return model, meta, people, nobody
+
+
 def detector_meta(cfg: DetectorConfig, skeleton: str, num_joints: int) -> ModelMeta:
     """What a detector checkpoint says about its model: the architecture, the box rule (uncalibrated) and the
     run's config as provenance."""
@@ -170,13 +184,6 @@ def detector_meta(cfg: DetectorConfig, skeleton: str, num_joints: int) -> ModelM
                      model=replace(cfg.model, init="", backbone_weights=""),
                      box_rule=BoxRule(cfg.mosaic.zoom.box_scale),
                      provenance={"config": json.loads(json.dumps(asdict(cfg)))})
-
-
-def squared_input(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A photo as the detector sees it: ((size, size, 3) uint8 of the squared photo, (2, 3) photo -> input affine)."""
-    h, w = image.shape[:2]
-    a = augmentation_matrix(square_box(whole_image_box(w, h)), (size, size))
-    return warp_image(image, a, (size, size)), a
 
 
 @torch.inference_mode()
@@ -187,13 +194,13 @@ def detector_maps(model: PersonDetector, images: list[np.ndarray], batch_size: i
     device = next(model.parameters()).device
     logits, offsets, affines = [], [], []
     for lo in range(0, len(images), batch_size):
-        inputs = [squared_input(im, model.input_size) for im in images[lo:lo + batch_size]]
-        x = torch.from_numpy(np.ascontiguousarray(np.stack([i for i, _ in inputs]).transpose(0, 3, 1, 2)))
+        chunk = images[lo:lo + batch_size]
+        x, affine = crop_boxes(chunk, whole_photos(chunk), model.input_size)  # the squared photos, as served
         z, d = model(x.to(device))
         logits.append(z[:, 0].float().cpu().numpy())
         offsets.append(d.float().cpu().numpy())
-        affines += [a for _, a in inputs]
-    return np.concatenate(logits), np.concatenate(offsets), np.stack(affines)
+        affines.append(affine.numpy())
+    return np.concatenate(logits), np.concatenate(offsets), np.concatenate(affines)
 
 
 def validate_detector(model: PersonDetector, people: PoseDataset, nobody: list[Path], box_scale: float = 1.33
@@ -276,12 +283,7 @@ def mine_hard_negatives(checkpoint: str | Path, out: str | Path, root: str | Pat
     """
     from deeppose.files import write_json
 
-    model, meta = model_from_checkpoint(checkpoint)
-    if meta.kind != "detector":
-        raise DeepPoseError(checkpoint, "not a person detector checkpoint")
-    cfg = detector_config(meta.provenance.get("config", {}))
-    _, nobody = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size,
-                                cfg.negatives_val_size)
+    model, _, _, nobody = detector_and_splits(checkpoint, root)
     scores = []
     for lo in range(0, len(nobody["train"]), 100):
         z, _, _ = detector_maps(model, [read_image(p) for p in nobody["train"][lo:lo + 100]])

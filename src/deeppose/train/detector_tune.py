@@ -14,13 +14,11 @@ import numpy as np
 import torch
 
 from deeppose.data.io import read_image
-from deeppose.errors import DeepPoseError
 from deeppose.models.checkpoint import model_from_checkpoint, save_checkpoint
 from deeppose.models.detector import PersonDetector
 from deeppose.models.meta import BoxRule, ModelMeta
-from deeppose.paths import data_root
 from deeppose.serve.localize import FOUND_THRESHOLD
-from deeppose.train.detector import detector_config, detector_splits
+from deeppose.train.detector import detector_and_splits
 
 
 def top_candidates(detector: PersonDetector, meta: ModelMeta, pose: str | Path, photos: list[Path],
@@ -89,12 +87,7 @@ def calibrate_detector(checkpoint: str | Path, pose: str | Path, out: str | Path
         {"a", "b", "c", "n_positive", "n_negative", "false_negatives": share of the held-out photos of people where
         nobody scores >= 0.5, "false_positives": share of the held-out photos with nobody where someone does}.
     """
-    model, meta = model_from_checkpoint(checkpoint)
-    if meta.kind != "detector":
-        raise DeepPoseError(checkpoint, "not a person detector checkpoint")
-    cfg = detector_config(meta.provenance.get("config", {}))
-    people, nobody = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size,
-                                     cfg.lspet_val_size, cfg.negatives_val_size)
+    model, meta, people, nobody = detector_and_splits(checkpoint, root)
     with_people = [s.image_path for name in ("lsp_val", "lspet_val") for s in people[name].samples]
     features = np.concatenate([top_candidates(model, meta, pose, with_people),
                                top_candidates(model, meta, pose, nobody["val"])])
@@ -113,43 +106,9 @@ def calibrate_detector(checkpoint: str | Path, pose: str | Path, out: str | Path
 def tune_detector(detector: str | Path, pose: str | Path, out: str | Path,
                   scales: tuple[float, ...] = (1.2, 1.33, 1.5), recrops: tuple[int, ...] = (0, 1, 2),
                   root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Choose the box rule's scale and the number of re-crops on the validation photos (LSP val and LSPET val,
-    whole images, everyone found by the detector in front of the `pose` model, the annotated person's PCK@0.2 scored
-    on the person found that they are, `eval.boxes.matched_person`): the pair with the best mean of the two is
-    written into the detector checkpoint `out` (its box rule's box_scale and recrops).
+    """Choose the detector's box rule (`train.localizer_tune.choose_box_rule`: LSP val and LSPET val, the person
+    found that the annotated one is) and write it into the detector checkpoint `out`."""
+    from deeppose.train.localizer_tune import choose_box_rule
 
-    Returns:
-        {"rows": [{"box_scale", "recrops", "lsp_val_pck", "lspet_val_pck", "score"}...], "best": row}.
-    """
-    from tqdm import tqdm
-
-    from deeppose.eval.boxes import predict_boxes
-    from deeppose.eval.metrics import pck
-    from deeppose.serve.predictor import Predictor
-
-    model, meta = model_from_checkpoint(detector)
-    if meta.kind != "detector":
-        raise DeepPoseError(detector, "not a person detector checkpoint")
-    cfg = detector_config(meta.provenance.get("config", {}))
-    people, _ = detector_splits(Path(root) if root else data_root(), cfg.seed, cfg.lsp_val_size, cfg.lspet_val_size,
-                                cfg.negatives_val_size)
-    pose_model, pose_meta = model_from_checkpoint(pose)
-    rule = meta.box_rule or BoxRule()
-    rows = []
-    for scale in tqdm(scales, desc="box scales", disable=not progress):
-        for n in recrops:
-            candidate = replace(meta, box_rule=replace(rule, box_scale=scale))
-            predictor = Predictor(pose_model, pose_meta, localizer=model, localizer_meta=candidate, recrops=n)
-            row: dict[str, Any] = {"box_scale": scale, "recrops": n}
-            for name in ("lsp_val", "lspet_val"):
-                ds = people[name]
-                pred = np.stack([p.joints for p, _ in predict_boxes(predictor, ds, "found")])
-                row[f"{name}_pck"] = round(pck(pred, ds.joints(), ds.labelled(), ds.skeleton), 4)
-            row["score"] = round((row["lsp_val_pck"] + row["lspet_val_pck"]) / 2, 4)
-            rows.append(row)
-            print(f"box scale {scale:g}, {n} re-crops: {row}", flush=True)
-    best = max(rows, key=lambda r: r["score"])
-    chosen = replace(rule, box_scale=best["box_scale"], recrops=best["recrops"])
-    save_checkpoint(out, model, replace(meta, box_rule=chosen).with_provenance(
-        box_rule_selection={"pose": Path(pose).name, "rows": rows}))
-    return {"rows": rows, "best": best}
+    model, meta, people, _ = detector_and_splits(detector, root)
+    return choose_box_rule(model, meta, pose, people, out, scales, recrops, progress)

@@ -20,6 +20,7 @@ from deeppose.data.io import read_image
 from deeppose.data.sample import PoseDataset
 from deeppose.data.whole_image import WholeImageDataset, ZoomOut
 from deeppose.errors import DeepPoseError
+from deeppose.eval.boxes import matched_person
 from deeppose.eval.metrics import pck
 from deeppose.models.checkpoint import model_from_checkpoint, save_checkpoint
 from deeppose.models.localizer import PersonLocalizer
@@ -78,14 +79,24 @@ def calibrate_localizer(checkpoint: str | Path, out: str | Path, root: str | Pat
 def tune_box_rule(localizer: str | Path, pose: str | Path, out: str | Path,
                   scales: tuple[float, ...] = (1.2, 1.33, 1.5), recrops: tuple[int, ...] = (0, 1, 2),
                   root: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Choose the box rule's scale and the number of re-crops on the validation photos (LSP val and LSPET val,
-    whole images, the person found by the localizer in front of the `pose` model): the pair with the best mean
-    PCK@0.2 of the two is written into the localizer checkpoint `out` (its box rule's box_scale and recrops).
+    """Choose the localizer's box rule (`choose_box_rule`) on its training run's validation photos and write it
+    into the localizer checkpoint `out`."""
+    model, meta, _, splits = localizer_and_splits(localizer, root)
+    return choose_box_rule(model, meta, pose, splits, out, scales, recrops, progress)
+
+
+def choose_box_rule(finder: nn.Module, meta: ModelMeta, pose: str | Path, splits: dict[str, PoseDataset],
+                    out: str | Path, scales: tuple[float, ...] = (1.2, 1.33, 1.5),
+                    recrops: tuple[int, ...] = (0, 1, 2), progress: bool = False) -> dict[str, Any]:
+    """Choose a finder's (localizer's or detector's) box-rule scale and number of re-crops on the validation
+    photos (splits "lsp_val" and "lspet_val", whole images, people found by `finder` in front of the `pose` model;
+    each annotated person scored on the person found that they are, `eval.boxes.matched_person`): the pair with the
+    best mean PCK@0.2 of the two is written into the finder's checkpoint `out` (its box rule's box_scale and
+    recrops).
 
     Returns:
         {"rows": [{"box_scale", "recrops", "lsp_val_pck", "lspet_val_pck", "score"}...], "best": row}.
     """
-    model, meta, _, splits = localizer_and_splits(localizer, root)
     pose_model, pose_meta = model_from_checkpoint(pose)
     images = {name: [read_image(s.image_path) for s in splits[name].samples] for name in ("lsp_val", "lspet_val")}
     rule = meta.box_rule or BoxRule()
@@ -93,18 +104,19 @@ def tune_box_rule(localizer: str | Path, pose: str | Path, out: str | Path,
     for scale in tqdm(scales, desc="box scales", disable=not progress):
         for n in recrops:
             candidate = replace(meta, box_rule=replace(rule, box_scale=scale))
-            predictor = Predictor(pose_model, pose_meta, localizer=model, localizer_meta=candidate, recrops=n)
+            predictor = Predictor(pose_model, pose_meta, localizer=finder, localizer_meta=candidate, recrops=n)
             row: dict[str, Any] = {"box_scale": scale, "recrops": n}
             for name, ims in images.items():
-                pred = np.stack([r.joints for r in predictor.predict_images(ims)])
                 ds = splits[name]
+                pred = np.stack([matched_person(r, s).joints for r, s in zip(predictor.predict_images(ims),
+                                                                              ds.samples)])
                 row[f"{name}_pck"] = round(pck(pred, ds.joints(), ds.labelled(), ds.skeleton), 4)
             row["score"] = round((row["lsp_val_pck"] + row["lspet_val_pck"]) / 2, 4)
             rows.append(row)
             print(f"box scale {scale:g}, {n} re-crops: {row}", flush=True)
     best = max(rows, key=lambda r: r["score"])
     box_rule = replace(rule, box_scale=best["box_scale"], recrops=best["recrops"])
-    save_checkpoint(out, model, replace(meta, box_rule=box_rule).with_provenance(
+    save_checkpoint(out, finder, replace(meta, box_rule=box_rule).with_provenance(
         box_rule_selection={"pose": Path(pose).name, "rows": rows}))
     return {"rows": rows, "best": best}
 
